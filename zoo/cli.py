@@ -1,0 +1,138 @@
+"""Command line: ``python -m zoo COMMAND [hydra overrides]``.
+
+Hydra composes the config; this module only splits the command word off, checks the overrides
+the registry can judge (model, source, format) so bad input is one line and exit code 2, and
+dispatches to the command.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional, Tuple
+
+from zoo.errors import UserError
+
+# Hydra flags that take a value as the next word.
+_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+# Info flags whose value is optional: --cfg job|hydra|all, --info [all|config|defaults|...].
+_INFO_VALUES = {
+    "--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
+    "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+    "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+    "--package": (), "-p": (),
+}
+_INFO_FLAGS_WITH_VALUE = set(_INFO_VALUES)
+_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
+
+USAGE = (
+    "usage: python -m zoo COMMAND [key=value ...]   (commands: {commands}; "
+    "python -m zoo --help explains)"
+)
+
+
+def split_command(argv: List[str]) -> Tuple[Optional[str], List[str], List[str]]:
+    """Split argv into the command word, Hydra flags (with their values) and overrides."""
+    command = None
+    flags: List[str] = []
+    overrides: List[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in _FLAGS_WITH_VALUE or tok in _INFO_FLAGS_WITH_VALUE:
+            flags.append(tok)
+            takes = tok in _FLAGS_WITH_VALUE or (
+                i + 1 < len(argv) and argv[i + 1] in _INFO_VALUES.get(tok, ())
+            )
+            if takes and i + 1 < len(argv):
+                flags.append(argv[i + 1])
+                i += 1
+        elif tok.startswith("-"):
+            flags.append(tok)
+        elif command is None and "=" not in tok:
+            command = tok
+        else:
+            overrides.append(tok)
+        i += 1
+    return command, flags, overrides
+
+
+def _check_overrides(overrides: List[str]) -> List[str]:
+    """Parse overrides with Hydra's own parser; resolve model aliases; judge model/source/format."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, Glob
+    from hydra.errors import HydraException
+
+    from zoo.registry.loader import conf_dir, load_registry, read_yaml
+    from zoo.registry.query import resolve_variant
+    from zoo.render import check_format
+
+    root = conf_dir()
+    for path in sorted(root.rglob("*.yaml")):
+        read_yaml(path)  # a broken YAML anywhere in conf/ is a one-line error, not a Hydra trace
+    reg = load_registry(root)
+
+    parser = OverridesParser.create()
+    out = list(overrides)
+    for word in overrides:
+        try:
+            (ov,) = parser.parse_overrides([word])
+        except HydraException as e:
+            first = str(e).strip().splitlines()[0]
+            raise UserError(f"malformed override '{word}': {first} (expected key=value)") from None
+        key = ov.key_or_group
+        value = ov.value()
+        if key == "model":
+            if isinstance(value, str):
+                canonical = resolve_variant(reg, value).name
+                out[out.index(word)] = f"{word.split('=', 1)[0]}={canonical}"
+            elif isinstance(value, ChoiceSweep):
+                names = [resolve_variant(reg, str(x)).name for x in value.list]
+                out[out.index(word)] = f"{word.split('=', 1)[0]}={','.join(names)}"
+            elif isinstance(value, Glob):
+                if not value.filter(list(reg.variants)):
+                    raise UserError(f"'{word}' matches no variant; run `python -m zoo list`")
+        elif key == "source":
+            values = value.list if isinstance(value, ChoiceSweep) else [value]
+            for s in values:
+                if isinstance(s, str) and s not in reg.sources:
+                    raise UserError(f"unknown source '{s}': known sources are {', '.join(sorted(reg.sources))}")
+        elif key == "format" and isinstance(value, str):
+            check_format(value)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    from zoo.commands import COMMANDS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command, flags, overrides = split_command(argv)
+    try:
+        if command is None:
+            if not any(tok in _INFO_FLAGS for tok in flags):
+                raise UserError(USAGE.format(commands=", ".join(COMMANDS)))
+        elif command not in COMMANDS:
+            raise UserError(f"unknown command '{command}': use one of {', '.join(COMMANDS)}")
+        overrides = _check_overrides(overrides)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    if command is not None:
+        overrides.append(f"command={command}")
+    _run_hydra(flags + overrides)
+
+
+def _run_hydra(args: List[str]) -> None:
+    import hydra
+    from omegaconf import DictConfig
+
+    from zoo.commands import COMMANDS
+    from zoo.registry.loader import conf_dir
+
+    def task(cfg: DictConfig) -> None:
+        try:
+            COMMANDS[cfg.command](cfg)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
+
+    sys.argv = [sys.argv[0] or "zoo", *args]
+    hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()

@@ -1,0 +1,25 @@
+"""One module per command; ``COMMANDS`` maps the command word to its entry point."""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from omegaconf import DictConfig
+
+
+def _list(cfg: DictConfig) -> None:
+    from zoo.commands.registry_cmds import run_list
+
+    run_list(cfg)
+
+
+def _lookup(cfg: DictConfig) -> None:
+    from zoo.commands.registry_cmds import run_lookup
+
+    run_lookup(cfg)
+
+
+# Imports stay inside the entry points so `zoo list` never pays for torch.
+COMMANDS: Dict[str, Callable[[DictConfig], None]] = {
+    "list": _list,
+    "lookup": _lookup,
+}

@@ -1,0 +1,7 @@
+"""Errors the user can act on. The CLI prints their message (no traceback) and exits with 2."""
+
+
+class UserError(Exception):
+    """Bad input: an unknown name, a malformed override, a broken config file."""
+
+    exit_code = 2

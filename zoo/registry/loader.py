@@ -1,0 +1,131 @@
+"""Load and validate the registry: every ``conf/model/*.yaml`` against the typed schema.
+
+Errors name the file and the key, so a typo in a variant file is a one-line message, not a
+traceback from deep inside OmegaConf.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Type, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from zoo.errors import UserError
+from zoo.registry.schema import Document, Source, Variant
+
+T = TypeVar("T")
+
+PACKAGE_CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def conf_dir() -> Path:
+    """The config root: the packaged ``conf/``, or a site registry named by ``ZOO_CONF``."""
+    return Path(os.environ.get("ZOO_CONF", PACKAGE_CONF)).resolve()
+
+
+@dataclass(frozen=True)
+class Registry:
+    variants: Dict[str, Variant]
+    aliases: Dict[str, str]  # alias -> canonical variant name
+    sources: Dict[str, Source]
+    documents: Dict[str, Document]
+    root: Path
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse one YAML file; a syntax error becomes a one-line UserError with file and line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"broken YAML in {where}: {problem}") from None
+
+
+def typed(schema: Type[T], raw: Any, path: Path, prefix: str = "") -> T:
+    """Merge ``raw`` onto the structured ``schema``; name the file and key on any mismatch."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of keys, found {type(raw).__name__}")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), raw)
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            keys = ", ".join(prefix + k for k in missing[:5])
+            raise UserError(f"{path}: required key(s) missing: {keys}")
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", "") or "?"
+        msg = str(e).splitlines()[0]
+        raise UserError(f"{path}: key '{prefix}{key}': {msg}") from None
+
+
+def _check_consistency(
+    path: Path, v: Variant, sources: Dict[str, Source], docs: Dict[str, Document]
+) -> None:
+    if v.name != path.stem:
+        raise UserError(f"{path}: name '{v.name}' must match the file name '{path.stem}'")
+    seen = set()
+    defaults: Dict[str, int] = {}
+    for i, w in enumerate(v.weights):
+        where = f"{path}: weights[{i}]"
+        if w.source not in sources:
+            raise UserError(f"{where}: unknown source '{w.source}'; known: {', '.join(sorted(sources))}")
+        if (w.source, w.tag) in seen:
+            raise UserError(f"{where}: duplicate (source, tag) ({w.source}, {w.tag})")
+        seen.add((w.source, w.tag))
+        if not (w.url or w.hf_hub_id):
+            raise UserError(f"{where}: needs a url or an hf_hub_id")
+        defaults[w.source] = defaults.get(w.source, 0) + int(w.default)
+        for j, p in enumerate(w.published):
+            if p.provenance.doc not in docs:
+                raise UserError(f"{where}.published[{j}]: unknown document '{p.provenance.doc}'")
+    for src, n in defaults.items():
+        if n != 1:
+            raise UserError(f"{path}: source '{src}' needs exactly one weights entry with default: true, has {n}")
+    for i, d in enumerate(v.deployments):
+        if d.provenance.doc not in docs:
+            raise UserError(f"{path}: deployments[{i}]: unknown document '{d.provenance.doc}'")
+        if d.weights_source is not None and d.weights_source not in sources:
+            raise UserError(f"{path}: deployments[{i}]: unknown source '{d.weights_source}'")
+
+
+def _natural(path: Path) -> list:
+    """resnext50 before resnext101: compare the digit runs of file names as numbers."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem)]
+
+
+@lru_cache(maxsize=4)
+def load_registry(root: Path | None = None) -> Registry:
+    root = root or conf_dir()
+    docs_path = root / "documents.yaml"
+    raw_docs = read_yaml(docs_path) or {}
+    documents = {k: typed(Document, v, docs_path, f"{k}.") for k, v in raw_docs.items()}
+
+    sources: Dict[str, Source] = {}
+    for path in sorted((root / "source").glob("*.yaml")):
+        src = typed(Source, read_yaml(path), path)
+        sources[path.stem] = src
+
+    variants: Dict[str, Variant] = {}
+    aliases: Dict[str, str] = {}
+    model_files = sorted((root / "model").glob("*.yaml"), key=_natural)
+    if not model_files:
+        raise UserError(f"no variant files in {root / 'model'}")
+    for path in model_files:
+        v = typed(Variant, read_yaml(path), path)
+        _check_consistency(path, v, sources, documents)
+        variants[v.name] = v
+    for v in variants.values():
+        for a in v.aliases:
+            if a in variants or a in aliases:
+                raise UserError(f"{root / 'model' / v.name}.yaml: alias '{a}' is already taken")
+            aliases[a] = v.name
+    return Registry(variants=variants, aliases=aliases, sources=sources, documents=documents, root=root)

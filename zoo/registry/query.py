@@ -1,0 +1,186 @@
+"""Questions asked of the registry: resolve a name, list checkpoints, gather published numbers."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Any, Dict, List, Optional
+
+from zoo.errors import UserError
+from zoo.registry.arch_stats import MAC_CONVENTION, arch_stats
+from zoo.registry.loader import Registry
+from zoo.registry.schema import InputSpec, Published, Variant, Weights
+
+
+def resolve_variant(reg: Registry, name: str) -> Variant:
+    """A variant by name or alias; an unknown name gets did-you-mean suggestions."""
+    if name in reg.variants:
+        return reg.variants[name]
+    if name in reg.aliases:
+        return reg.variants[reg.aliases[name]]
+    known = list(reg.variants) + list(reg.aliases)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise UserError(f"unknown model '{name}': {hint}run `python -m zoo list` to see every variant")
+
+
+def select_weights(reg: Registry, v: Variant, source: str, tag: Optional[str] = None) -> Weights:
+    """The (source, tag) checkpoint of a variant; the source's default tag when none is given."""
+    if source not in reg.sources:
+        raise UserError(f"unknown source '{source}': known sources are {', '.join(sorted(reg.sources))}")
+    mine = [w for w in v.weights if w.source == source]
+    if not mine:
+        have = sorted({w.source for w in v.weights})
+        raise UserError(f"{v.name} is not published by {source}; it has source={','.join(have)}")
+    if tag is None:
+        return next(w for w in mine if w.default)
+    for w in mine:
+        if w.tag == tag:
+            return w
+    raise UserError(f"{v.name} from {source} has no tag '{tag}'; tags: {', '.join(w.tag for w in mine)}")
+
+
+def effective_input(v: Variant, w: Weights) -> InputSpec:
+    return w.input if w.input is not None else v.input
+
+
+def match_variants(reg: Registry, pattern: Optional[str]) -> List[Variant]:
+    """Variants whose name or an alias matches a shell-style wildcard (``resnext101*``)."""
+    if not pattern:
+        return list(reg.variants.values())
+    return [
+        v for v in reg.variants.values()
+        if any(fnmatch.fnmatchcase(n, pattern) for n in [v.name, *v.aliases])
+    ]
+
+
+def _first(rows: List[Published], field: str) -> Any:
+    for p in rows:
+        val = getattr(p, field)
+        if val is not None:
+            return val
+    return None
+
+
+def _params_m(rows: List[Published]) -> Optional[float]:
+    exact = _first(rows, "params")
+    return _first(rows, "params_m") or (round(exact / 1e6, 3) if exact else None)
+
+
+def list_rows(reg: Registry, pattern: Optional[str] = None, source: Optional[str] = None) -> List[Dict[str, Any]]:
+    """One row per (variant, source, weight tag)."""
+    if source is not None and source not in reg.sources:
+        raise UserError(f"unknown source '{source}': known sources are {', '.join(sorted(reg.sources))}")
+    rows = []
+    for v in match_variants(reg, pattern):
+        for w in v.weights:
+            if source is not None and w.source != source:
+                continue
+            complexity = _first(w.published, "macs_g")
+            convention = "MACs" if complexity is not None else None
+            if complexity is None:
+                complexity = _first(w.published, "flops_g")
+                convention = "FLOPs" if complexity is not None else None
+            rows.append({
+                "variant": v.name,
+                "source": w.source,
+                "tag": w.tag,
+                "default": w.default,
+                "model_name": w.model_name,
+                "top1": _first(w.published, "top1"),
+                "top5": _first(w.published, "top5"),
+                "params_m": _params_m(w.published),
+                "complexity_g": complexity,
+                "complexity": convention,
+                "output": w.output.value,
+                "license": w.license,
+                "weights": w.hf_hub_id or w.url,
+                "disputed": any(p.disputed for p in w.published),
+            })
+    return rows
+
+
+LIST_TABLE_COLUMNS = ["variant", "source", "tag", "default", "top1", "top5", "params_m", "complexity_g", "complexity", "output", "license"]
+
+
+def _provenance(reg: Registry, p) -> Dict[str, Any]:
+    doc = reg.documents[p.provenance.doc]
+    return {"document": doc.title, "doc_id": p.provenance.doc, "table": p.provenance.table, "row": p.provenance.row}
+
+
+_PUBLISHED_FIELDS = [
+    ("top1", "top-1 accuracy", "%"),
+    ("top5", "top-5 accuracy", "%"),
+    ("params", "params", "count"),
+    ("params_m", "params", "M"),
+    ("macs_g", "complexity", "GMACs"),
+    ("flops_g", "complexity", "GFLOPs (as published)"),
+    ("file_size_mb", "file size", "MB"),
+]
+_DEPLOYMENT_FIELDS = [
+    ("top1", "top-1 accuracy", "%"),
+    ("top5", "top-5 accuracy", "%"),
+    ("fps", "throughput", "FPS"),
+    ("latency_ms", "latency", "ms"),
+    ("params_m", "params", "M"),
+]
+
+
+def lookup_rows(reg: Registry, v: Variant, source: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every published number for a variant, one row each, with its provenance."""
+    if source is not None:
+        select_weights(reg, v, source)  # validates the source for this variant
+    rows: List[Dict[str, Any]] = []
+    for w in v.weights:
+        if source is not None and w.source != source:
+            continue
+        for p in w.published:
+            for field, metric, unit in _PUBLISHED_FIELDS:
+                val = getattr(p, field)
+                if val is None:
+                    continue
+                disputes = [d for d in p.disputed if d.split(":")[0].strip() == field]
+                rows.append({
+                    "kind": "published", "source": w.source, "tag": w.tag, "metric": metric,
+                    "value": val, "unit": unit, "input_size": p.input_size, "context": p.note or "",
+                    "disputed": "; ".join(disputes), **_provenance(reg, p),
+                })
+    for d in v.deployments:
+        if source is not None and d.weights_source not in (None, source):
+            continue
+        context = ", ".join(x for x in [
+            d.device or "device not stated", d.sdk or "", f"{d.precision}",
+            f"batch {d.batch}" if d.batch else "", d.fps_note or "", *d.notes,
+        ] if x)
+        for field, metric, unit in _DEPLOYMENT_FIELDS:
+            val = getattr(d, field)
+            if val is None:
+                continue
+            rows.append({
+                "kind": f"{d.target} {d.precision}" + (f" bs{d.batch}" if d.batch else ""), "source": d.weights_source or "", "tag": d.weights_tag or "",
+                "metric": metric, "value": val, "unit": unit, "input_size": None, "context": context, "disputed": "",
+                **_provenance(reg, d),
+            })
+    return rows
+
+
+LOOKUP_TABLE_COLUMNS = ["kind", "source", "tag", "metric", "value", "unit", "doc_id", "table"]
+
+
+def architecture_summary(v: Variant) -> Dict[str, Any]:
+    stats = arch_stats(v.arch, v.input.size)
+    a = v.arch
+    return {
+        "variant": v.name,
+        "aliases": list(v.aliases),
+        "description": v.description,
+        "layers": list(a.layers),
+        "cardinality": a.cardinality,
+        "base_width": a.base_width,
+        "stem": a.stem.value,
+        "shortcut": a.shortcut.value,
+        "num_classes": a.num_classes,
+        "params_computed": stats.params,
+        "gmacs_computed": round(stats.macs / 1e9, 3),
+        "mac_convention": MAC_CONVENTION,
+        "notes": list(v.notes),
+    }
