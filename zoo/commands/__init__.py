@@ -18,8 +18,15 @@ def _lookup(cfg: DictConfig) -> None:
     run_lookup(cfg)
 
 
+def _convert(cfg: DictConfig) -> None:
+    from zoo.commands.convert import run_convert
+
+    run_convert(cfg)
+
+
 # Imports stay inside the entry points so `zoo list` never pays for torch.
 COMMANDS: Dict[str, Callable[[DictConfig], None]] = {
     "list": _list,
     "lookup": _lookup,
+    "convert": _convert,
 }

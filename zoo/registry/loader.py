@@ -102,9 +102,13 @@ def _natural(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem)]
 
 
-@lru_cache(maxsize=4)
 def load_registry(root: Path | None = None) -> Registry:
-    root = root or conf_dir()
+    """The validated registry under ``root`` (default: :func:`conf_dir`), loaded once per process."""
+    return _load(Path(root or conf_dir()).resolve())
+
+
+@lru_cache(maxsize=4)
+def _load(root: Path) -> Registry:
     docs_path = root / "documents.yaml"
     raw_docs = read_yaml(docs_path) or {}
     documents = {k: typed(Document, v, docs_path, f"{k}.") for k, v in raw_docs.items()}

@@ -1,0 +1,44 @@
+"""Shared helpers: run the CLI as users do, and make checkpoints in each source's own format."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+
+def run_zoo(*args: str, env: Optional[dict] = None, cwd: Optional[Path] = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout,
+    )
+
+
+def manifest_of(out_dir: Path, variant: str, source: str, tag: str, target: str = "onnx") -> dict:
+    return json.loads((out_dir / variant / source / tag / target / "manifest.json").read_text())
+
+
+def make_checkpoint(variant: str, source: str, path: Path, seed: int = 0, tag: Optional[str] = None) -> Path:
+    """A freshly initialised model built by the source's own library, saved in the source's format."""
+    from zoo.converters.sources import get_adapter
+    from zoo.registry.loader import load_registry
+    from zoo.registry.query import resolve_variant, select_weights
+
+    reg = load_registry()
+    v = resolve_variant(reg, variant)
+    w = select_weights(reg, v, source, tag)
+    adapter = get_adapter(source)
+    adapter.seed(seed)
+    model = adapter.build(v, w, None)
+    adapter.save_checkpoint(model, path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """No test reads or writes the user's download cache."""
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo-cache"))

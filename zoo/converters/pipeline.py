@@ -1,0 +1,287 @@
+"""Source checkpoint -> canonical ONNX -> validated artifact with a manifest.
+
+Stages: resolve weights (fetch / own file / fresh init) -> build with the source's library ->
+reference outputs -> export -> free the source model -> canonicalise -> validate -> write atomically.
+"""
+from __future__ import annotations
+
+import gc
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from zoo.converters.spec import OnnxSpec
+from zoo.converters.sources import TOOLS, check_convertible
+from zoo.errors import UserError
+from zoo.registry.arch_stats import MAC_CONVENTION, arch_stats
+from zoo.registry.query import effective_input
+from zoo.registry.schema import Variant, Weights
+from zoo.store import (
+    MANIFEST, artifact_dir, artifact_key, cache_hit, sha256_of, staged, tool_versions, write_json,
+)
+
+ZOO_VERSION = "0.1.0"
+
+
+@dataclass
+class ConvertRequest:
+    variant: Variant
+    weights: Weights
+    spec: OnnxSpec
+    target: str = "onnx"
+    precision: str = "fp32"
+    weights_mode: str = "pretrained"  # pretrained | random | file
+    weights_file: Optional[Path] = None
+    seed: int = 0
+    offline: bool = False
+    cache_dir: Optional[Path] = None
+    out_root: Path = Path("artifacts")
+    force: bool = False
+    strict: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Result:
+    manifest: Dict[str, Any]
+    folder: Path
+    cache_hit: bool
+
+
+@dataclass
+class _Timer:
+    stages: Dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t, 3)
+
+
+def weights_identity(req: ConvertRequest) -> Dict[str, Any]:
+    """What identifies the weights without reading them (cheap, for the cache-hit check)."""
+    w = req.weights
+    if req.weights_mode == "random":
+        return {"mode": "random", "seed": req.seed}
+    if req.weights_mode == "file":
+        return {"mode": "file", "sha256": sha256_of(req.weights_file)}
+    return {"mode": "pretrained", "origin": w.hf_hub_id or w.url, "sha256": w.sha256, "sha256_prefix": w.sha256_prefix}
+
+
+def request_key(req: ConvertRequest) -> str:
+    return artifact_key({
+        "zoo": ZOO_VERSION,
+        "variant": asdict(req.variant),
+        "weights_entry": asdict(req.weights),
+        "weights": weights_identity(req),
+        "spec": asdict(req.spec),
+        "target": req.target,
+        "precision": req.precision,
+        "tools": tool_versions(TOOLS[req.weights.source]),
+    })
+
+
+def _resolve_checkpoint(req: ConvertRequest, adapter, workdir: Path, timer: _Timer) -> tuple[Path, Dict[str, Any]]:
+    """The checkpoint file to load, and how it was obtained (for the manifest)."""
+    w = req.weights
+    if req.weights_mode == "file":
+        return req.weights_file, {"mode": "file", "path": str(req.weights_file), "sha256": sha256_of(req.weights_file)}
+    if req.weights_mode == "random":
+        # A fresh init saved in the source's own format, then loaded back like any checkpoint:
+        # the dry run exercises the real loading path.
+        with timer("init"):
+            adapter.seed(req.seed)
+            model = adapter.build(req.variant, w, None)
+            path = workdir / f"random-seed{req.seed}{adapter.checkpoint_suffix}"
+            adapter.save_checkpoint(model, path)
+            del model
+            gc.collect()
+        return path, {"mode": "random", "seed": req.seed, "sha256": sha256_of(path),
+                      "note": "freshly initialised weights; accuracy checks do not apply"}
+    from zoo.fetch import FetchRequest, fetch
+
+    with timer("fetch"):
+        got = fetch(FetchRequest(url=None if w.hf_hub_id else w.url, hf_hub_id=w.hf_hub_id, filename=w.filename,
+                                 sha256=w.sha256, sha256_prefix=w.sha256_prefix),
+                    cache_dir=req.cache_dir, offline=req.offline, progress=req.progress)
+    return got.path, {"mode": "pretrained", "origin": got.origin, "sha256": got.sha256, "size": got.size,
+                      "cache_hit": got.cache_hit}
+
+
+def _metadata(req: ConvertRequest, weights_info: Dict[str, Any]) -> Dict[str, object]:
+    from zoo.labels import imagenet_labels
+
+    spec = effective_input(req.variant, req.weights)
+    pre = asdict(spec)
+    pre.update(interpolation=spec.interpolation.value, color=spec.color.value, layout=spec.layout.value,
+               resize=spec.resize_short())
+    labels = imagenet_labels() if req.variant.arch.num_classes == 1000 else []
+    return {
+        "zoo.variant": req.variant.name,
+        "zoo.source": req.weights.source,
+        "zoo.tag": req.weights.tag,
+        "zoo.model_name": req.weights.model_name,
+        "zoo.weights_sha256": weights_info["sha256"],
+        "zoo.weights_mode": weights_info["mode"],
+        "zoo.output": req.weights.output.value,
+        "zoo.preprocessing": pre,
+        "zoo.labels": labels,
+        "zoo.license": req.weights.license,
+    }
+
+
+def _validate(req: ConvertRequest, onnx_path: Path, references: Dict[str, Any]) -> Dict[str, Any]:
+    import onnx
+    import onnxruntime as ort
+
+    from zoo.validators.numerics import compare
+    from zoo.validators.structure import analyse, check_shapes
+
+    v, w = req.variant, req.weights
+    size = effective_input(v, w).size
+    expected = arch_stats(v.arch, size)
+    s = analyse(onnx.load(str(onnx_path), load_external_data=False))
+    checks: Dict[str, Any] = {}
+    checks["params"] = {"graph": s.params, "architecture": expected.params, "passed": s.params == expected.params,
+                        "published": _published_params(w, s.params)}
+    checks["macs"] = {"graph": s.macs, "architecture": expected.macs, "passed": s.macs == expected.macs,
+                      "convention": MAC_CONVENTION, "published": _published_macs(w, s.macs)}
+    problems = check_shapes(s, size, v.arch.num_classes, None if req.spec.dynamic_batch else req.spec.batch)
+    checks["shapes"] = {"input": [s.input_name, s.input_shape], "output": [s.output_name, s.output_shape],
+                        "problems": problems, "passed": not problems}
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    parity = {}
+    batch = None if req.spec.dynamic_batch else req.spec.batch
+    for name, (x, ref) in references.items():
+        parity[name] = compare(ref, run_batched(sess, s.input_name, x, batch), req.precision).as_dict()
+    checks["parity"] = {"runtime": f"onnxruntime {ort.__version__} CPU", "precision": req.precision, "sets": parity,
+                        "passed": all(p["passed"] for p in parity.values())}
+    checks["accuracy"] = {"skipped": "weights=random" if req.weights_mode == "random" else "no dataset given"}
+    checks["passed"] = all(checks[k]["passed"] for k in ("params", "macs", "shapes", "parity"))
+    return checks
+
+
+def run_batched(sess, input_name: str, x, batch: Optional[int]):
+    """Run ``x`` through a session; a static-batch model gets chunks of its batch, the last one padded."""
+    import numpy as np
+
+    if batch is None:
+        return sess.run(None, {input_name: x})[0]
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        pad = batch - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+        outs.append(sess.run(None, {input_name: chunk})[0][: batch - pad])
+    return np.concatenate(outs)
+
+
+def _published_params(w: Weights, measured: int) -> List[Dict[str, Any]]:
+    out = []
+    for p in w.published:
+        value = p.params if p.params is not None else (p.params_m * 1e6 if p.params_m is not None else None)
+        if value is None:
+            continue
+        out.append({"value": value, "relative_diff": round((measured - value) / value, 5),
+                    "doc": p.provenance.doc, "table": p.provenance.table, "disputed": list(p.disputed)})
+    return out
+
+
+def _published_macs(w: Weights, measured: int) -> List[Dict[str, Any]]:
+    out = []
+    for p in w.published:
+        for field_name, convention in (("macs_g", "MACs"), ("flops_g", "FLOPs as published")):
+            value = getattr(p, field_name)
+            if value is not None:
+                out.append({"value_g": value, "convention": convention,
+                            "relative_diff": round((measured / 1e9 - value) / value, 4),
+                            "doc": p.provenance.doc, "table": p.provenance.table})
+    return out
+
+
+def convert(req: ConvertRequest) -> Result:
+    from zoo.converters.sources import get_adapter
+
+    check_convertible(req.weights.source)
+    folder = artifact_dir(req.out_root, req.variant.name, req.weights.source, req.weights.tag, req.target)
+    key = request_key(req)
+    if not req.force:
+        hit = cache_hit(folder, key)
+        if hit is not None:
+            return Result(hit, folder, True)
+
+    timer = _Timer()
+    with timer("import"):
+        adapter = get_adapter(req.weights.source)
+    with staged(folder) as stage:
+        work = stage / ".work"
+        work.mkdir()
+        checkpoint, weights_info = _resolve_checkpoint(req, adapter, work, timer)
+        spec_in = effective_input(req.variant, req.weights)
+        with timer("build"):
+            model = adapter.build(req.variant, req.weights, checkpoint)
+        with timer("reference"):
+            from zoo.validators.inputs import parity_inputs
+
+            inputs = parity_inputs(spec_in, seed=req.seed)
+            references = {name: (x, adapter.run(model, x)) for name, x in inputs.items()}
+        raw = work / "raw.onnx"
+        with timer("export"):
+            adapter.export_onnx(model, raw, req.spec, spec_in.size)
+        del model  # give the source model's memory back before ONNX Runtime loads the artifact
+        gc.collect()
+        from zoo.converters import onnx_canonical
+
+        model_path = stage / "model.onnx"
+        with timer("canonicalise"):
+            files = onnx_canonical.finish(raw, model_path, req.spec, spec_in.size, _metadata(req, weights_info))
+        with timer("validate"):
+            checks = _validate(req, model_path, references)
+        import shutil
+
+        shutil.rmtree(work)
+        status = "passed" if checks["passed"] else "failed"
+        manifest = {
+            "zoo_version": ZOO_VERSION,
+            "key": key,
+            "status": status,
+            "variant": req.variant.name,
+            "source": req.weights.source,
+            "tag": req.weights.tag,
+            "model_name": req.weights.model_name,
+            "target": req.target,
+            "precision": req.precision,
+            "weights": weights_info,
+            "onnx": asdict(req.spec),
+            "artifact": {"files": [{"name": f.name, "sha256": sha256_of(f), "size": f.stat().st_size} for f in files]},
+            "tools": tool_versions(TOOLS[req.weights.source]),
+            "validation": checks,
+            "timings_s": timer.stages,
+        }
+        write_json(stage / MANIFEST, manifest)
+    if status == "failed" and req.strict:
+        raise ValidationFailed(folder, manifest)
+    return Result(manifest, folder, False)
+
+
+class ValidationFailed(Exception):
+    """The artifact was built but failed a hard check; its manifest says which."""
+
+    exit_code = 1
+
+    def __init__(self, folder: Path, manifest: Dict[str, Any]) -> None:
+        failed = [k for k in ("params", "macs", "shapes", "parity") if not manifest["validation"][k]["passed"]]
+        super().__init__(f"validation failed ({', '.join(failed)}); see {folder / MANIFEST}")
+        self.folder = folder
+        self.manifest = manifest
+
+
+def ensure_supported(req: ConvertRequest, supported: List[str]) -> None:
+    if req.precision not in supported:
+        raise UserError(f"target {req.target} does not support precision {req.precision}; it supports {', '.join(supported)}")

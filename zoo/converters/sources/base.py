@@ -1,0 +1,70 @@
+"""The interface every source adapter implements, and the state-dict fit check they share."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from zoo.converters.spec import OnnxSpec
+from zoo.errors import UserError
+from zoo.registry.schema import Variant, Weights
+
+
+class SourceAdapter(ABC):
+    """Builds a variant with its source's own library, loads the source's checkpoint, exports ONNX."""
+
+    name: str
+    framework: str  # the package whose version goes into the manifest and the artifact key
+    checkpoint_suffix: str  # the source's own checkpoint format
+
+    @abstractmethod
+    def build(self, variant: Variant, weights: Weights, checkpoint: Optional[Path]) -> Any:
+        """The source's model in eval mode, with ``checkpoint`` loaded (fresh init when None)."""
+
+    @abstractmethod
+    def save_checkpoint(self, model: Any, path: Path) -> None:
+        """Write the model's weights in the source's own checkpoint format."""
+
+    @abstractmethod
+    def export_onnx(self, model: Any, path: Path, spec: OnnxSpec, size: int) -> None:
+        """Raw ONNX export (names and batch as asked; canonicalised afterwards)."""
+
+    @abstractmethod
+    def run(self, model: Any, x: np.ndarray) -> np.ndarray:
+        """The source framework's own forward pass, with the registry's output semantics."""
+
+    def seed(self, seed: int) -> None:
+        """Seed the framework's initialisers so weights=random is reproducible."""
+
+
+def check_fit(
+    model_name: str,
+    checkpoint: Mapping[str, Tuple[int, ...]],
+    expected: Mapping[str, Tuple[int, ...]],
+    limit: int = 4,
+) -> None:
+    """Raise a one-line UserError naming the first offenders when a state dict does not fit."""
+    missing = [k for k in expected if k not in checkpoint]
+    unexpected = [k for k in checkpoint if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(checkpoint[k])} vs model {tuple(expected[k])}"
+        for k in expected if k in checkpoint and tuple(checkpoint[k]) != tuple(expected[k])
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if items:
+            shown = ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
+            parts.append(f"{label} {len(items)} ({shown})")
+    raise UserError(f"checkpoint does not fit {model_name}: " + "; ".join(parts))
+
+
+def shapes_of(state: Mapping[str, Any]) -> Dict[str, Tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def first_n(items: Sequence[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")

@@ -1,0 +1,77 @@
+"""What the three torch-based sources (torchvision, timm, mmcls) share: safe loading and export."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from zoo.converters.spec import OnnxSpec
+from zoo.converters.sources.base import SourceAdapter, check_fit, shapes_of
+from zoo.errors import UserError
+
+
+def load_torch_checkpoint(path: Path) -> Dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling refused, or not a torch file at all
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"refusing to load {path}: not a plain torch checkpoint ({first[:200]})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # mmcls / training checkpoints wrap the weights
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path} is not a state dict of tensors")
+    return obj
+
+
+def load_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], model_name: str) -> None:
+    """Check keys and shapes first, so a wrong checkpoint is one clear line, then load strictly."""
+    check_fit(model_name, shapes_of(state), shapes_of(model.state_dict()))
+    model.load_state_dict(state, strict=True)
+
+
+class TorchAdapter(SourceAdapter):
+    framework = "torch"
+    checkpoint_suffix = ".pth"
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def load_checkpoint(self, path: Path) -> Dict[str, torch.Tensor]:
+        return load_torch_checkpoint(path)
+
+    def save_checkpoint(self, model: Any, path: Path) -> None:
+        torch.save(model.state_dict(), str(path))
+
+    def forward_module(self, model: Any) -> torch.nn.Module:
+        """The module whose forward maps a normalised image batch to the registry's output."""
+        return model
+
+    def export_onnx(self, model: Any, path: Path, spec: OnnxSpec, size: int) -> None:
+        x = torch.zeros(spec.batch, 3, size, size)
+        axes = {spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}} if spec.dynamic_batch else None
+        with torch.no_grad():
+            torch.onnx.export(
+                self.forward_module(model), (x,), str(path), dynamo=False, opset_version=spec.opset,
+                input_names=[spec.input_name], output_names=[spec.output_name], dynamic_axes=axes,
+                do_constant_folding=True,
+            )
+
+    def run(self, model: Any, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.forward_module(model)(torch.from_numpy(x)).numpy()
+
+    def build(self, variant, weights, checkpoint: Optional[Path]) -> Any:
+        model = self.create(variant, weights)
+        if checkpoint is not None:
+            load_state(model, self.convert_state(self.load_checkpoint(checkpoint)), weights.model_name)
+        return model.eval()
+
+    def create(self, variant, weights) -> torch.nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def convert_state(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Map the source's checkpoint keys onto the built model's (identity for most sources)."""
+        return state
