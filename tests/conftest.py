@@ -32,8 +32,7 @@ def make_checkpoint(variant: str, source: str, path: Path, seed: int = 0, tag: O
     v = resolve_variant(reg, variant)
     w = select_weights(reg, v, source, tag)
     adapter = get_adapter(source)
-    adapter.seed(seed)
-    model = adapter.build(v, w, None)
+    model = adapter.fresh(v, w, seed)
     adapter.save_checkpoint(model, path)
     return path
 

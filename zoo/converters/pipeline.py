@@ -6,6 +6,7 @@ reference outputs -> export -> free the source model -> canonicalise -> validate
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -52,10 +53,15 @@ class Result:
 
 @dataclass
 class _Timer:
+    """Times each stage; with ``verbose`` also says on stderr which stage is running (long work)."""
+
+    verbose: bool = False
     stages: Dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        if self.verbose:
+            print(f"[zoo] {name} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
         try:
             yield
@@ -95,8 +101,7 @@ def _resolve_checkpoint(req: ConvertRequest, adapter, workdir: Path, timer: _Tim
         # A fresh init saved in the source's own format, then loaded back like any checkpoint:
         # the dry run exercises the real loading path.
         with timer("init"):
-            adapter.seed(req.seed)
-            model = adapter.build(req.variant, w, None)
+            model = adapter.fresh(req.variant, w, req.seed)
             path = workdir / f"random-seed{req.seed}{adapter.checkpoint_suffix}"
             adapter.save_checkpoint(model, path)
             del model
@@ -216,7 +221,7 @@ def convert(req: ConvertRequest) -> Result:
         if hit is not None:
             return Result(hit, folder, True)
 
-    timer = _Timer()
+    timer = _Timer(verbose=req.progress)
     with timer("import"):
         adapter = get_adapter(req.weights.source)
     with staged(folder) as stage:

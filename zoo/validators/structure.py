@@ -2,7 +2,7 @@
 
 Conventions (the same as ``zoo.registry.arch_stats``, so the two must agree exactly):
 - params: the source model's learnable parameters, reconstructed from the graph. Conv and Gemm
-  weights and biases count as they are; an explicit BatchNormalization counts its scale and bias;
+  weights and biases count as they are (a MatMul followed by an Add of a constant is a Linear layer); an explicit BatchNormalization counts its scale and bias;
   a Conv bias created by folding a BatchNorm into the conv stands for the BN's scale *and* bias, so
   it counts twice (every conv in a ResNeXt is followed by a BN, none has its own bias).
 - MACs: Conv and Gemm/MatMul multiply-accumulates at batch 1; BN, activations, pooling and adds are
@@ -59,6 +59,7 @@ def analyse(model: onnx.ModelProto) -> GraphStructure:
     inferred = shape_inference.infer_shapes(fixed)
     shapes = {v.name: _dims(v) for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
 
+    producer = {o: n.op_type for n in g.node for o in n.output}
     params = macs = 0
     ops: Dict[str, int] = {}
     for node in g.node:
@@ -78,6 +79,12 @@ def analyse(model: onnx.ModelProto) -> GraphStructure:
             if len(node.input) > 2 and node.input[2] in init_shapes:
                 params += _numel(init_shapes[node.input[2]])
             macs += _numel(w)  # batch 1: one multiply-accumulate per weight
+        elif node.op_type == "Add":
+            # MatMul + Add is how some exporters (paddle2onnx) write a Linear layer: the Add holds its bias.
+            inits = [i for i in node.input if i in init_shapes]
+            others = [i for i in node.input if i not in init_shapes]
+            if len(inits) == 1 and len(others) == 1 and producer.get(others[0]) == "MatMul":
+                params += _numel(init_shapes[inits[0]])
         elif node.op_type == "BatchNormalization":
             params += _numel(init_shapes[node.input[1]]) + _numel(init_shapes[node.input[2]])
     return GraphStructure(

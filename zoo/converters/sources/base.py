@@ -38,6 +38,41 @@ class SourceAdapter(ABC):
     def seed(self, seed: int) -> None:
         """Seed the framework's initialisers so weights=random is reproducible."""
 
+    @abstractmethod
+    def state_arrays(self, model: Any) -> Dict[str, np.ndarray]:
+        """The model's parameters and buffers as numpy arrays, under the source's own key names."""
+
+    @abstractmethod
+    def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
+        """Load numpy arrays (as returned by :meth:`state_arrays`) into the model."""
+
+    def fresh(self, variant: Variant, weights: Weights, seed: int) -> Any:
+        """Fresh weights for a dry run: the library's own init, then constants made non-trivial.
+
+        Libraries start BN at mean 0 / var 1 / scale 1 / shift 0 and some biases at 0. Exported
+        graphs fold or drop such no-ops, which would hide folding errors and drop parameters the
+        validators count; real checkpoints never look like that.
+        """
+        self.seed(seed)
+        model = self.build(variant, weights, None)
+        self.set_state_arrays(model, perturb_constant_tensors(self.state_arrays(model), seed))
+        return model
+
+
+def perturb_constant_tensors(state: Dict[str, np.ndarray], seed: int) -> Dict[str, np.ndarray]:
+    """Replace float tensors that hold one repeated value (0 or 1 from default init) with seeded noise
+    around it; positive stays positive (a BN variance must)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key in sorted(state):
+        a = state[key]
+        if a.dtype.kind == "f" and a.size > 0 and np.all(a == a.flat[0]):
+            c = float(a.flat[0])
+            noise = rng.uniform(0.5, 1.5, a.shape) * c if c > 0 else c + rng.normal(0.0, 0.05, a.shape)
+            a = noise.astype(a.dtype)
+        out[key] = a
+    return out
+
 
 def check_fit(
     model_name: str,

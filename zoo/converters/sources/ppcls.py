@@ -6,7 +6,7 @@ appended (the registry records ppcls outputs as probabilities), then paddle2onnx
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -37,14 +37,22 @@ class PpclsAdapter(SourceAdapter):
         self._softmax = weights.output.value == "probs"
         model = build_ppcls_model(weights.model_name, num_classes=variant.arch.num_classes)
         if checkpoint is not None:
-            load_into(model, load_pdparams(checkpoint))
+            load_into(model, load_pdparams(checkpoint), weights.model_name)
         model.eval()
         return model
 
     def save_checkpoint(self, model: Any, path: Path) -> None:
-        from zoo.converters.sources.pdparams import save_pdparams
+        import paddle
 
-        save_pdparams({k: v.numpy() for k, v in model.state_dict().items()}, path)
+        paddle.save(model.state_dict(), str(path))  # exactly what PaddleClas publishes
+
+    def state_arrays(self, model: Any) -> Dict[str, np.ndarray]:
+        return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+    def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
+        from zoo.converters.sources.pdparams import load_into
+
+        load_into(model, state)
 
     def export_onnx(self, model: Any, path: Path, spec: OnnxSpec, size: int) -> None:
         from zoo.converters.sources.paddle_export import paddle_to_onnx

@@ -39,6 +39,12 @@ class TorchAdapter(SourceAdapter):
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
+    def state_arrays(self, model: Any) -> Dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+    def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
+        model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, strict=True)
+
     def load_checkpoint(self, path: Path) -> Dict[str, torch.Tensor]:
         return load_torch_checkpoint(path)
 

@@ -1,0 +1,156 @@
+"""Download checkpoint files into a verified, content-addressed cache.
+
+``fetch(FetchRequest(url=...))`` or ``fetch(FetchRequest(hf_hub_id=...))`` returns a file whose
+sha256 was checked on this very call: against the full digest when the registry has one, else
+against the digest prefix torchvision and mmcls put in their file names. Cache layout and write
+discipline: see ``zoo.fetch._store``. HTTP resume and retries: ``zoo.fetch._http``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from filelock import FileLock
+
+from zoo.fetch._common import Expect, FetchError, manual_hint, one_line, sha256_file
+from zoo.fetch._http import DownloadFailed, RetryPolicy, download
+from zoo.fetch._hub import DEFAULT_FILENAME, hub_download, resolve_url
+from zoo.fetch._store import Entry, Store
+
+__all__ = ["FetchRequest", "FetchedFile", "FetchError", "RetryPolicy", "default_cache_dir", "sha256_file", "fetch"]
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """One file to fetch: a URL or a Hub file, with whatever digest the registry knows."""
+
+    url: Optional[str] = None            # http(s) URL
+    hf_hub_id: Optional[str] = None      # e.g. "timm/resnext50_32x4d.a1h_in1k"
+    filename: Optional[str] = None       # file inside the hub repo (default "model.safetensors")
+    sha256: Optional[str] = None         # full digest when known
+    sha256_prefix: Optional[str] = None  # torchvision/mmcls name files <name>-<first 8+ hex of sha256>.pth
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    """A verified file inside the cache."""
+
+    path: Path      # <cache>/blobs/sha256/<hex>
+    sha256: str
+    size: int
+    origin: str     # the URL, or hf://<repo>/<filename>
+    cache_hit: bool
+
+
+def default_cache_dir() -> Path:
+    """``$ZOO_CACHE`` if set, else the platform's user cache folder / resnext-zoo."""
+    env = os.environ.get("ZOO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return platformdirs.user_cache_path("resnext-zoo", appauthor=False)
+
+
+def _manual_name(text: str) -> str:
+    # Flat and filesystem-safe: every timm repo names its file model.safetensors, so the repo goes in.
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", text).strip("-") or "download"
+
+
+def fetch(req: FetchRequest, cache_dir: Optional[Path] = None, offline: bool = False, progress: bool = True,
+          retry: Optional[RetryPolicy] = None) -> FetchedFile:
+    """Return the requested file from the cache, downloading and verifying it first if needed."""
+    if bool(req.url) == bool(req.hf_hub_id):
+        raise FetchError(f"a fetch needs exactly one of url or hf_hub_id, got url={req.url!r} hf_hub_id={req.hf_hub_id!r}")
+    store = Store(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    if req.url:
+        if not req.url.startswith(("http://", "https://")):
+            raise FetchError(f"{req.url}: only http(s) URLs can be fetched; for a local file pass weights=<path>")
+        origin = url = req.url
+        manual = _manual_name(url.split("?", 1)[0].rsplit("/", 1)[-1])
+    else:
+        filename = req.filename or DEFAULT_FILENAME
+        origin, url = f"hf://{req.hf_hub_id}/{filename}", resolve_url(req.hf_hub_id, filename)
+        manual = _manual_name(f"{req.hf_hub_id}--{filename}")
+    expect = Expect.build(req.sha256, req.sha256_prefix, req.url, where=origin)
+    # With a known digest the hand-fetched file can go straight where the cache looks for it.
+    dest = store.blob(expect.sha256) if expect.sha256 else store.manual(manual)
+    hint = manual_hint(url, dest)
+
+    try:
+        found, _ = store.find(origin, expect)  # no lock: a hit needs no coordination
+        if found:
+            return _result(found, origin, True)
+        store.lock(origin).parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(store.lock(origin))):
+            # Re-check under the lock: another process may have just finished this very download.
+            found, stale = store.find(origin, expect)
+            if found:
+                return _result(found, origin, True)
+            note = ""
+            if stale:
+                store.discard(origin, expect)
+                note = f" ({stale}; deleted it)"
+            if req.url:
+                if offline:
+                    raise FetchError(f"offline and {url} is not in the cache{note}; destination {dest}; {hint}")
+                return _from_url(store, url, expect, dest, hint, progress, retry or RetryPolicy())
+            return _from_hub(store, req.hf_hub_id, filename, origin, expect, dest, hint, offline, progress, note)
+    except OSError as e:  # disk full, read-only cache, permissions: still one line, still actionable
+        raise FetchError(f"cache error while fetching {url}: {one_line(e)}; destination {dest}; {hint}") from None
+
+
+def _result(entry: Entry, origin: str, hit: bool) -> FetchedFile:
+    return FetchedFile(path=entry.path, sha256=entry.sha256, size=entry.size, origin=origin, cache_hit=hit)
+
+
+def _from_url(store: Store, url: str, expect: Expect, dest: Path, hint: str, progress: bool,
+              policy: RetryPolicy) -> FetchedFile:
+    part = store.part(url)
+    try:
+        download(url, part, policy, progress)
+    except DownloadFailed as e:
+        raise FetchError(f"could not download {url}: {e}; destination {dest}; {hint}") from None
+    got, size = sha256_file(part), part.stat().st_size
+    if not expect.matches(got):
+        # Never keep it: not as a blob, and not as a partial a later run would resume onto.
+        part.unlink(missing_ok=True)
+        raise FetchError(f"{url} failed verification: expected {expect.describe()}, got sha256 {got} ({size} bytes); "
+                         f"the download was deleted; destination {dest}; {hint}")
+    blob = store.commit(part, got)
+    store.write_ref(url, got, size)
+    return _result(Entry(blob, got, size), url, False)
+
+
+def _from_hub(store: Store, repo_id: str, filename: str, origin: str, expect: Expect, dest: Path, hint: str,
+              offline: bool, progress: bool, note: str) -> FetchedFile:
+    where = f"{repo_id} file {filename} from the Hugging Face Hub"
+    got = size = None
+    check = expect
+    # A bad copy in huggingface_hub's cache is deleted and fetched once more, bypassing that cache. After our
+    # blob went bad, skip that cache at once: it is likely the same hardlinked file, and a non-LFS file has
+    # no Hub digest that would catch it.
+    for force in (False, True):
+        if (force and offline) or (note and not force and not offline):
+            continue
+        try:
+            path, etag = hub_download(repo_id, filename, store.hf, offline, progress, force=force)
+        except DownloadFailed as e:
+            state = f"offline and {where} is not in the cache{note}" if offline else f"could not fetch {where}"
+            raise FetchError(f"{state}: {e}; destination {dest}; {hint}") from None
+        # No registry digest: an LFS file's ETag is its sha256, which beats trusting whatever arrived.
+        check = expect if (expect.sha256 or expect.prefix) else Expect(sha256=etag)
+        staged = store.stage(path.resolve())
+        got, size = sha256_file(staged), staged.stat().st_size
+        if check.matches(got):
+            blob = store.commit(staged, got)
+            store.write_ref(origin, got, size)
+            return _result(Entry(blob, got, size), origin, False)
+        staged.unlink(missing_ok=True)
+        path.resolve().unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+    raise FetchError(f"{where} failed verification: expected {check.describe()}, got sha256 {got} ({size} bytes); "
+                     f"deleted it{' (offline, not re-fetched)' if offline else ''}; destination {dest}; {hint}")
