@@ -7,8 +7,7 @@ from typing import Any, Dict
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.converters.spec import OnnxSpec
-from zoo.converters.pipeline import ConvertRequest, Result, ValidationFailed, convert, ensure_supported
+from zoo.converters.pipeline import ConvertRequest, Result, ValidationFailed, convert
 from zoo.errors import UserError
 from zoo.registry.loader import load_registry, typed
 from zoo.registry.query import resolve_variant, select_weights
@@ -34,19 +33,27 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
         if not wfile.is_file():
             raise UserError(f"weights={mode}: no such file; use weights=pretrained, weights=random or weights=/path/to/checkpoint")
         mode = "file"
-    t = cfg.target
-    spec = OnnxSpec(opset=int(t.opset), input_name=str(t.input_name), output_name=str(t.output_name),
-                    dynamic_batch=bool(t.dynamic_batch), batch=int(t.batch), simplify=bool(t.simplify))
-    if spec.batch < 1:
-        raise UserError(f"target.batch={spec.batch}: the batch must be a positive integer")
+    from zoo.targets import get_target
+
+    options = OmegaConf.to_container(cfg.target, resolve=True)
+    target = get_target(str(options["name"]))
+    precision = str(cfg.precision.name) if cfg.get("precision") is not None else str(options["default_precision"])
+    supported = [str(p) for p in options["precisions"]]
+    if precision not in supported:
+        raise UserError(f"target {target.name} does not support precision {precision}; it supports {', '.join(supported)}")
+    target.check_options(options, precision)
+    spec = target.onnx_spec(options, precision)
+    calib = cfg.get("calib_data")
+    if calib is not None and not Path(calib).expanduser().is_dir():
+        raise UserError(f"calib_data={calib}: no such folder; give a folder of images (an ImageFolder tree works)")
     req = ConvertRequest(
-        variant=variant, weights=weights, spec=spec, target=str(t.name), precision=str(cfg.precision.name),
+        variant=variant, weights=weights, spec=spec, target=target.name, precision=precision, options=options,
+        calib_data=Path(calib).expanduser() if calib is not None else None,
         weights_mode=mode, weights_file=wfile, seed=int(cfg.seed), offline=bool(cfg.offline),
         cache_dir=Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else None,
         out_root=Path(cfg.out_dir).expanduser(), force=bool(cfg.force), strict=bool(cfg.strict),
         progress=bool(cfg.progress),
     )
-    ensure_supported(req, list(t.precisions))
     return req
 
 
@@ -70,7 +77,20 @@ def summary(result: Result) -> str:
         f"  shapes     in {v['shapes']['input']}  out {v['shapes']['output']}  {ok(v['shapes']['passed'])}",
     ]
     for name, p in v["parity"]["sets"].items():
-        lines.append(f"  parity     {name:<7} {_fmt_parity(p)}  {ok(p['passed'])}")
+        lines.append(f"  parity     {name:<7} {_fmt_parity(p)}  {ok(p['passed'])}  (ONNX vs source)")
+    t = v.get("target", {})
+    for name, p in t.get("parity", {}).get("sets", {}).items():
+        lines.append(f"  {m['target'] + ' ' + m['precision']:<10} {name:<7} {_fmt_parity(p)}  {ok(p['passed'])}  (vs ONNX)")
+    if "skipped" in t.get("parity", {}):
+        lines.append(f"  {m['target']:<10} parity not run: {t['parity']['skipped']}")
+    failed = [c for c in t.get("checks", []) if not c["passed"]]
+    if t.get("checks"):
+        lines.append(f"  checks     {len(t['checks']) - len(failed)}/{len(t['checks'])} kit/artifact checks passed")
+    for c in failed:
+        lines.append(f"  FAILED     {c['name']}: {c['detail']}")
+    a = m["artifact"]
+    lines.append(f"  compiler   {a['compiler']}" + ("" if a["compiled"] else "  (not run: the kit is ready)"))
+    lines += [f"  {line}" for line in a.get("summary", [])]
     for p in v["params"]["published"]:
         flag = "  (disputed)" if p["disputed"] else ""
         lines.append(f"  published  params {p['value']:,.0f} ({p['doc']}: {p['table']}) diff {p['relative_diff']:+.2%}{flag}")

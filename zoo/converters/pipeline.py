@@ -1,7 +1,9 @@
-"""Source checkpoint -> canonical ONNX -> validated artifact with a manifest.
+"""Source checkpoint -> canonical ONNX -> target artifact, validated, with a manifest.
 
 Stages: resolve weights (fetch / own file / fresh init) -> build with the source's library ->
-reference outputs -> export -> free the source model -> canonicalise -> validate -> write atomically.
+reference outputs -> export -> free the source model -> canonicalise -> validate against the source ->
+the target's prepare / compile / load -> parity of the artifact against the canonical ONNX and the
+target's own checks -> write atomically. Nothing here knows any particular target.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from zoo.errors import UserError
 from zoo.registry.arch_stats import MAC_CONVENTION, arch_stats
 from zoo.registry.query import effective_input
 from zoo.registry.schema import Variant, Weights
+from zoo.targets.base import TargetJob
 from zoo.store import (
     MANIFEST, artifact_dir, artifact_key, cache_hit, sha256_of, staged, tool_versions, write_json,
 )
@@ -33,6 +36,8 @@ class ConvertRequest:
     spec: OnnxSpec
     target: str = "onnx"
     precision: str = "fp32"
+    options: Dict[str, Any] = field(default_factory=dict)  # conf/target/<target>.yaml, overrides applied
+    calib_data: Optional[Path] = None  # a folder of calibration images (default: seeded generated ones)
     weights_mode: str = "pretrained"  # pretrained | random | file
     weights_file: Optional[Path] = None
     seed: int = 0
@@ -88,8 +93,28 @@ def request_key(req: ConvertRequest) -> str:
         "spec": asdict(req.spec),
         "target": req.target,
         "precision": req.precision,
-        "tools": tool_versions(TOOLS[req.weights.source]),
+        "options": req.options,
+        "calib_data": _tree_identity(req.calib_data) if req.calib_data else None,
+        "tools": tool_versions(_tools(req)),
     })
+
+
+def _tools(req: ConvertRequest) -> List[str]:
+    from zoo.targets import TOOLS as TARGET_TOOLS
+
+    return TOOLS[req.weights.source] + [t for t in TARGET_TOOLS.get(req.target, []) if t not in TOOLS[req.weights.source]]
+
+
+def _tree_identity(root: Path) -> List[Any]:
+    """Names, sizes and mtimes of a calibration folder: a changed set rebuilds the int8 artifact."""
+    root = Path(root)
+    return sorted([str(p.relative_to(root)), p.stat().st_size, int(p.stat().st_mtime)]
+                  for p in root.rglob("*") if p.is_file())
+
+
+def artifact_folder_name(target: str, precision: str) -> str:
+    """``onnx`` for the canonical fp32 model; ``<target>-<precision>`` for everything else."""
+    return target if precision == "fp32" else f"{target}-{precision}"
 
 
 def _resolve_checkpoint(req: ConvertRequest, adapter, workdir: Path, timer: _Timer) -> tuple[Path, Dict[str, Any]]:
@@ -140,7 +165,11 @@ def _metadata(req: ConvertRequest, weights_info: Dict[str, Any]) -> Dict[str, ob
     }
 
 
-def _validate(req: ConvertRequest, onnx_path: Path, references: Dict[str, Any]) -> Dict[str, Any]:
+def _validate(req: ConvertRequest, onnx_path: Path, references: Dict[str, Any]) -> tuple[Dict[str, Any], Dict[str, Any]]:
+    """Structure and parity of the canonical ONNX against the registry and the source model.
+
+    Returns the checks and the canonical model's outputs on each parity set (the reference the
+    target artifact is compared with)."""
     import onnx
     import onnxruntime as ort
 
@@ -160,15 +189,40 @@ def _validate(req: ConvertRequest, onnx_path: Path, references: Dict[str, Any]) 
     checks["shapes"] = {"input": [s.input_name, s.input_shape], "output": [s.output_name, s.output_shape],
                         "problems": problems, "passed": not problems}
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    parity = {}
+    parity, outputs = {}, {}
     batch = None if req.spec.dynamic_batch else req.spec.batch
     for name, (x, ref) in references.items():
-        parity[name] = compare(ref, run_batched(sess, s.input_name, x, batch), req.precision).as_dict()
-    checks["parity"] = {"runtime": f"onnxruntime {ort.__version__} CPU", "precision": req.precision, "sets": parity,
+        outputs[name] = run_batched(sess, s.input_name, x, batch)
+        parity[name] = compare(ref, outputs[name], "fp32").as_dict()
+    del sess
+    checks["parity"] = {"runtime": f"onnxruntime {ort.__version__} CPU", "precision": "fp32", "sets": parity,
                         "passed": all(p["passed"] for p in parity.values())}
     checks["accuracy"] = {"skipped": "weights=random" if req.weights_mode == "random" else "no dataset given"}
     checks["passed"] = all(checks[k]["passed"] for k in ("params", "macs", "shapes", "parity"))
-    return checks
+    return checks, outputs
+
+
+def _check_target(target, job, built, references: Dict[str, Any], canonical_out: Dict[str, Any],
+                  timer: "_Timer") -> Dict[str, Any]:
+    """The artifact against the canonical ONNX (where it runs here) and the target's own kit checks."""
+    from zoo.validators.numerics import compare
+
+    result: Dict[str, Any] = {"checks": [c.as_dict() for c in built.checks]}
+    with timer("target-load"):
+        runner = target.load(job, built)
+    if runner is None:
+        result["parity"] = {"skipped": built.info.get("parity_skipped", f"no {target.name} runtime here")}
+        parity_ok = True
+    else:
+        sets = {}
+        with timer("target-parity"):
+            for name, (x, _) in references.items():
+                sets[name] = compare(canonical_out[name], runner(x), job.precision).as_dict()
+        result["parity"] = {"against": "canonical ONNX on ONNX Runtime", "precision": job.precision, "sets": sets}
+        parity_ok = all(p["passed"] for p in sets.values())
+        del runner
+    result["passed"] = parity_ok and all(c.passed for c in built.checks)
+    return result
 
 
 def run_batched(sess, input_name: str, x, batch: Optional[int]):
@@ -212,9 +266,12 @@ def _published_macs(w: Weights, measured: int) -> List[Dict[str, Any]]:
 
 def convert(req: ConvertRequest) -> Result:
     from zoo.converters.sources import get_adapter
+    from zoo.targets import get_target
 
     check_convertible(req.weights.source)
-    folder = artifact_dir(req.out_root, req.variant.name, req.weights.source, req.weights.tag, req.target)
+    target = get_target(req.target)
+    folder = artifact_dir(req.out_root, req.variant.name, req.weights.source, req.weights.tag,
+                          artifact_folder_name(req.target, req.precision))
     key = request_key(req)
     if not req.force:
         hit = cache_hit(folder, key)
@@ -239,15 +296,35 @@ def convert(req: ConvertRequest) -> Result:
         raw = work / "raw.onnx"
         with timer("export"):
             adapter.export_onnx(model, raw, req.spec, spec_in.size)
+        state_path = None
+        if target.needs_state:
+            import numpy as np
+
+            state_path = work / "state.npz"
+            np.savez(state_path, **adapter.canonical_state(model))
         del model  # give the source model's memory back before ONNX Runtime loads the artifact
         gc.collect()
         from zoo.converters import onnx_canonical
 
-        model_path = stage / "model.onnx"
+        (work / "canonical").mkdir()
+        canonical = work / "canonical" / "model.onnx"
         with timer("canonicalise"):
-            files = onnx_canonical.finish(raw, model_path, req.spec, spec_in.size, _metadata(req, weights_info))
+            onnx_canonical.finish(raw, canonical, req.spec, spec_in.size, _metadata(req, weights_info))
+        raw.unlink()
         with timer("validate"):
-            checks = _validate(req, model_path, references)
+            checks, canonical_out = _validate(req, canonical, references)
+        job = TargetJob(
+            variant=req.variant, weights=req.weights, input=spec_in, precision=req.precision, options=req.options,
+            onnx_path=canonical, spec=req.spec, stage=stage, work=work, seed=req.seed, state_path=state_path,
+            calibration=_calibration(req), progress=req.progress,
+        )
+        with timer("prepare"):
+            prepared = target.prepare(job)
+        with timer("compile"):
+            built = target.compile(job, prepared)
+        checks["target"] = _check_target(target, job, built, references, canonical_out, timer)
+        checks["passed"] = checks["passed"] and checks["target"]["passed"]
+        description = target.describe(job, built)
         import shutil
 
         shutil.rmtree(work)
@@ -264,8 +341,18 @@ def convert(req: ConvertRequest) -> Result:
             "precision": req.precision,
             "weights": weights_info,
             "onnx": asdict(req.spec),
-            "artifact": {"files": [{"name": f.name, "sha256": sha256_of(f), "size": f.stat().st_size} for f in files]},
-            "tools": tool_versions(TOOLS[req.weights.source]),
+            "options": req.options,
+            "artifact": {
+                "primary": built.primary.name,
+                "files": [{"name": str(f.relative_to(stage)), "sha256": sha256_of(f), "size": f.stat().st_size}
+                          for f in _ordered(built.files, built.primary)],
+                "compiled": built.compiled,
+                "compiler": built.compiler,
+                "commands": built.commands,
+                "info": built.info,
+                "summary": description,
+            },
+            "tools": tool_versions(_tools(req)),
             "validation": checks,
             "timings_s": timer.stages,
         }
@@ -275,18 +362,25 @@ def convert(req: ConvertRequest) -> Result:
     return Result(manifest, folder, False)
 
 
+def _ordered(files: List[Path], primary: Path) -> List[Path]:
+    """The primary file first, then the rest in a stable order."""
+    rest = sorted({f for f in files if f != primary})
+    return [primary, *rest]
+
+
+def _calibration(req: ConvertRequest):
+    from zoo.calibration import calibration_images
+
+    return lambda n: calibration_images(n, seed=req.seed, data=req.calib_data)
+
+
 class ValidationFailed(Exception):
     """The artifact was built but failed a hard check; its manifest says which."""
 
     exit_code = 1
 
     def __init__(self, folder: Path, manifest: Dict[str, Any]) -> None:
-        failed = [k for k in ("params", "macs", "shapes", "parity") if not manifest["validation"][k]["passed"]]
+        failed = [k for k in ("params", "macs", "shapes", "parity", "target") if not manifest["validation"][k]["passed"]]
         super().__init__(f"validation failed ({', '.join(failed)}); see {folder / MANIFEST}")
         self.folder = folder
         self.manifest = manifest
-
-
-def ensure_supported(req: ConvertRequest, supported: List[str]) -> None:
-    if req.precision not in supported:
-        raise UserError(f"target {req.target} does not support precision {req.precision}; it supports {', '.join(supported)}")

@@ -46,6 +46,11 @@ class SourceAdapter(ABC):
     def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
         """Load numpy arrays (as returned by :meth:`state_arrays`) into the model."""
 
+    def canonical_state(self, model: Any) -> Dict[str, np.ndarray]:
+        """The weights under the canonical names (timm's ResNet state-dict names, float32, without
+        ``num_batches_tracked``), for targets that rebuild the network in another framework."""
+        raise UserError(f"source {self.name} cannot hand its weights to a target that rebuilds the network")
+
     def fresh(self, variant: Variant, weights: Weights, seed: int) -> Any:
         """Fresh weights for a dry run: the library's own init, then constants made non-trivial.
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
+
+import numpy as np
 
 import torch
 
@@ -51,6 +53,18 @@ class MmclsAdapter(TorchAdapter):
         logging.getLogger("mmengine").setLevel(logging.ERROR)  # init_weights logs every layer
         model.init_weights()
         return model
+
+    def canonical_state(self, model: Any) -> Dict[str, np.ndarray]:
+        """mmpretrain's ResNeXt uses torchvision's names under ``backbone.``; the classifier is ``head.fc``."""
+        out = {}
+        for key, value in super().canonical_state(model).items():
+            if key.startswith("backbone."):
+                out[key[len("backbone."):]] = value
+            elif key.startswith("head.fc."):
+                out["fc." + key[len("head.fc."):]] = value
+            else:
+                raise UserError(f"mmcls weight {key} has no canonical name")
+        return out
 
     def forward_module(self, model: Any) -> torch.nn.Module:
         return _Logits(model).eval()

@@ -54,6 +54,11 @@ class PpclsAdapter(SourceAdapter):
 
         load_into(model, state)
 
+    def canonical_state(self, model: Any) -> Dict[str, np.ndarray]:
+        from zoo.converters.sources.ppcls_names import to_canonical
+
+        return to_canonical(self.state_arrays(model))
+
     def export_onnx(self, model: Any, path: Path, spec: OnnxSpec, size: int) -> None:
         from zoo.converters.sources.paddle_export import paddle_to_onnx
 

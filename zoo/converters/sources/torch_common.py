@@ -45,6 +45,10 @@ class TorchAdapter(SourceAdapter):
     def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
         model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, strict=True)
 
+    def canonical_state(self, model: Any) -> Dict[str, np.ndarray]:
+        # torchvision's and timm's ResNet names are the canonical names; BN step counters are not weights
+        return {k: v for k, v in self.state_arrays(model).items() if not k.endswith("num_batches_tracked")}
+
     def load_checkpoint(self, path: Path) -> Dict[str, torch.Tensor]:
         return load_torch_checkpoint(path)
 

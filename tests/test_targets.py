@@ -1,0 +1,130 @@
+"""The targets that run here (ONNX fp16/int8, OpenVINO), end to end through `zoo convert`, and the
+target-independent rules: precision support, default precision, parity gates, cache hits."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import manifest_of, run_zoo
+
+MODEL = "resnext50_32x4d"
+TAG = "IMAGENET1K_V1"
+
+
+def _convert(out_dir, *args):
+    proc = run_zoo("convert", f"model={MODEL}", "source=torchvision", "weights=random", f"out_dir={out_dir}",
+                   "progress=false", *args)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.mark.parametrize("target, precision, folder, min_cos", [
+    ("onnx", "fp16", "onnx-fp16", 0.999),
+    ("onnx", "int8", "onnx-int8", 0.99),
+    ("openvino", "fp32", "openvino", 0.99999),
+    ("openvino", "fp16", "openvino-fp16", 0.999),
+])
+def test_runnable_targets_pass_their_parity_gate(out_dir, target, precision, folder, min_cos):
+    proc = _convert(out_dir, f"target={target}", f"precision={precision}")
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout
+    m = manifest_of(out_dir, MODEL, "torchvision", TAG, folder)
+    assert (m["status"], m["target"], m["precision"]) == ("passed", target, precision)
+    parity = m["validation"]["target"]["parity"]
+    assert parity["against"] == "canonical ONNX on ONNX Runtime"
+    for name, p in parity["sets"].items():
+        assert p["cosine"] >= min_cos and p["passed"], (name, p)
+        assert p["top1_agreement"] >= 0.5  # reported for every precision; int8 gates on cosine
+        if precision == "fp32":
+            assert p["max_abs"] <= 1e-4 * p["ref_scale"]
+    assert m["artifact"]["compiled"] is True
+    assert all(c["passed"] for c in m["validation"]["target"]["checks"])
+    assert f"{target} {precision}" in proc.stdout and "(vs ONNX)" in proc.stdout
+
+
+def test_fp16_onnx_is_float16_inside_with_float32_io(out_dir):
+    path = out_dir / MODEL / "torchvision" / TAG / "onnx-fp16" / "model.onnx"
+    if not path.exists():
+        assert _convert(out_dir, "target=onnx", "precision=fp16").returncode == 0
+    model = onnx.load(str(path))
+    f16 = sum(1 for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16)
+    f32 = sum(1 for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT)
+    assert f16 > 100 and f32 == 0
+    io = [v.type.tensor_type.elem_type for v in list(model.graph.input) + list(model.graph.output)]
+    assert io == [onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT]
+
+
+def test_int8_onnx_is_per_channel_symmetric_qdq(out_dir):
+    path = out_dir / MODEL / "torchvision" / TAG / "onnx-int8" / "model.onnx"
+    if not path.exists():
+        assert _convert(out_dir, "target=onnx", "precision=int8").returncode == 0
+    model = onnx.load(str(path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    conv_inputs = {i for n in model.graph.node if n.op_type == "Conv" for i in n.input}
+    weight_dq = [n for n in dq if n.output[0] in conv_inputs and n.input[0] in inits and inits[n.input[0]].ndim == 4]
+    assert len(weight_dq) >= 50  # every conv weight is int8
+    for n in weight_dq:
+        scale, zero = inits[n.input[1]], inits[n.input[2]]
+        assert inits[n.input[0]].dtype == np.int8
+        assert scale.ndim == 1 and scale.size == inits[n.input[0]].shape[0]  # per output channel
+        assert not zero.any()  # symmetric
+    m = manifest_of(out_dir, MODEL, "torchvision", TAG, "onnx-int8")
+    info = m["artifact"]["info"]
+    assert info["per_channel"] and info["symmetric"] and info["calibration_images"] == 32
+
+
+def test_a_rerun_is_a_cache_hit_and_force_rebuilds(out_dir):
+    assert _convert(out_dir, "target=openvino").returncode == 0
+    again = _convert(out_dir, "target=openvino")
+    assert again.returncode == 0 and "(cache hit)" in again.stdout
+    forced = _convert(out_dir, "target=openvino", "force=true")
+    assert forced.returncode == 0 and "(cache hit)" not in forced.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["target=bpu", "precision=fp32"], "target bpu does not support precision fp32; it supports int8"),
+    (["target=openvino", "precision=int8"], "it supports fp32, fp16"),
+    (["target=onnx", "precision=int8", "target.int8.calibrate_method=Magic"], "choose one of MinMax, Entropy, Percentile"),
+    (["target=onnx", "precision=bf16"], "unknown precision 'bf16'"),
+    (["target=tensorflow"], "unknown target 'tensorflow'"),
+    (["target=onnx", "precision=int8", "calib_data=/nonexistent/folder"], "calib_data=/nonexistent/folder: no such folder"),
+])
+def test_bad_target_input_is_one_line_and_exit_2(tmp_path, args, needle):
+    proc = _convert(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_target_that_disagrees_with_the_canonical_onnx_fails_its_gate(tmp_path):
+    """The gate itself: an artifact whose outputs drift is a failure, whatever its kit checks say."""
+    from zoo.converters.pipeline import _check_target, _Timer
+    from zoo.targets.base import Built, Check, Target
+
+    class Drifting(Target):  # a stand-in target whose runtime output is off by a constant
+        name = "drifting"
+
+        def prepare(self, job):
+            return job.onnx_path
+
+        def compile(self, job, prepared):
+            return Built(files=[], primary=prepared, compiled=True, compiler="none", checks=[Check("kit", True)])
+
+        def load(self, job, built):
+            return lambda x: canonical["images"] + 0.5
+
+    class Job:
+        precision = "fp32"
+
+    rng = np.random.default_rng(0)
+    canonical = {"images": rng.standard_normal((3, 1000)).astype(np.float32)}
+    refs = {"images": (np.zeros((3, 3, 8, 8), np.float32), canonical["images"])}
+    result = _check_target(Drifting(), Job(), Drifting().compile(None, tmp_path / "m.onnx"), refs, canonical, _Timer())
+    assert result["passed"] is False
+    assert result["parity"]["sets"]["images"]["cosine"] < 0.99999

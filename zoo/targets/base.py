@@ -1,0 +1,127 @@
+"""The interface every target implements: prepare, compile, run, describe.
+
+A target starts from the canonical ONNX the pipeline has already validated against the source
+model (``TargetJob.onnx_path``, exported with the target's own :meth:`Target.onnx_spec`). Everything
+a target knows about its toolchain stays in its module; the pipeline only calls these four jobs and
+checks what comes back (parity of the runnable artifact, the kit's own checks).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from zoo.converters.spec import OnnxSpec
+from zoo.errors import UserError
+from zoo.registry.schema import InputSpec, Variant, Weights
+
+# A loaded artifact: a normalised NCHW float32 batch in, the registry's output semantics out.
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class TargetJob:
+    """Everything a target gets from the pipeline."""
+
+    variant: Variant
+    weights: Weights
+    input: InputSpec  # the effective evaluation preprocessing of (variant, weights)
+    precision: str
+    options: Dict[str, Any]  # conf/target/<name>.yaml, overrides applied, as plain data
+    onnx_path: Path  # the canonical ONNX, validated against the source model
+    spec: OnnxSpec  # what the canonical ONNX was exported with
+    stage: Path  # the artifact folder being built (swapped in atomically when the build succeeds)
+    work: Path  # scratch space, deleted after the build
+    seed: int = 0
+    state_path: Optional[Path] = None  # canonical-named weights (.npz) when ``needs_state``
+    # n -> n seeded calibration images (RGB PIL images, not preprocessed: each target preprocesses
+    # them the way its toolchain does); see zoo.calibration
+    calibration: Optional[Callable[[int], List[Any]]] = None
+    progress: bool = True
+
+
+@dataclass
+class Check:
+    """One validation of a build kit or artifact (a config parses, a file has the right size ...)."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass
+class Built:
+    """What :meth:`Target.compile` produced."""
+
+    files: List[Path]  # every file of the artifact or kit, inside ``job.stage``
+    primary: Path  # the file a user deploys (the engine, the IR, the kit's config ...)
+    compiled: bool  # whether the compiler ran (False: a kit, ready for the vendor's compiler)
+    compiler: str  # "onnxruntime 1.32.0", "vamc (not installed)", ...
+    commands: List[str] = field(default_factory=list)  # the exact commands that build it on the vendor's machine
+    checks: List[Check] = field(default_factory=list)
+    info: Dict[str, Any] = field(default_factory=dict)  # target-specific facts for the manifest
+
+
+class Target(ABC):
+    """One artifact format. Subclasses live in ``zoo/targets/<name>.py``."""
+
+    name: str
+    needs_state: bool = False  # True: the pipeline saves the canonical-named source weights for it
+
+    def onnx_spec(self, options: Dict[str, Any], precision: str) -> OnnxSpec:
+        """The canonical ONNX this target starts from, read from its config."""
+        return OnnxSpec(
+            opset=int(options["opset"]), input_name=str(options["input_name"]),
+            output_name=str(options["output_name"]), dynamic_batch=bool(options["dynamic_batch"]),
+            batch=int(options["batch"]), simplify=bool(options.get("simplify", True)),
+        )
+
+    def check_options(self, options: Dict[str, Any], precision: str) -> None:
+        """Raise UserError for options this target cannot take (called before any work)."""
+        if int(options.get("batch", 1)) < 1:
+            raise UserError(f"target.batch={options.get('batch')}: the batch must be a positive integer")
+
+    @abstractmethod
+    def prepare(self, job: TargetJob) -> Path:
+        """The target-ready ONNX (the vendor's opset, batch, input name), inside ``job.stage``."""
+
+    @abstractmethod
+    def compile(self, job: TargetJob, prepared: Path) -> Built:
+        """Build the artifact, or the complete kit when the compiler is not installed."""
+
+    def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
+        """A runner for the artifact where a runtime exists here; None where none does."""
+        return None
+
+    def describe(self, job: TargetJob, built: Built) -> List[str]:
+        """Lines for the one-screen summary."""
+        lines = []
+        if not built.compiled:
+            lines.append(f"kit ready; {built.compiler}: the compiler was not run. On a machine that has it:")
+            lines += [f"  $ {c}" for c in built.commands]
+        return lines
+
+
+def batches(x: np.ndarray, batch: Optional[int]) -> Sequence[tuple[np.ndarray, int]]:
+    """Split ``x`` into chunks of a static batch, padding the last; yields (chunk, rows to keep)."""
+    if batch is None:
+        return [(x, len(x))]
+    out = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        keep = len(chunk)
+        if keep < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - keep, axis=0)])
+        out.append((chunk, keep))
+    return out
+
+
+def run_static(fn: Runner, x: np.ndarray, batch: Optional[int]) -> np.ndarray:
+    """Run ``fn`` over ``x`` in chunks of a static ``batch`` (None: in one call)."""
+    return np.concatenate([fn(chunk)[:keep] for chunk, keep in batches(x, batch)])
