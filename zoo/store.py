@@ -83,6 +83,9 @@ def staged(folder: Path) -> Iterator[Path]:
     """Yield a staging folder; on success swap it in for ``folder``, on failure delete it."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    stage.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the artifact folder is as readable as any other
     try:
         yield stage
     except BaseException:

@@ -48,7 +48,7 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
         raise UserError(f"calib_data={calib}: no such folder; give a folder of images (an ImageFolder tree works)")
     req = ConvertRequest(
         variant=variant, weights=weights, spec=spec, target=target.name, precision=precision, options=options,
-        calib_data=Path(calib).expanduser() if calib is not None else None,
+        calib_data=Path(calib).expanduser() if calib is not None else None, golden=bool(cfg.get("golden", False)),
         weights_mode=mode, weights_file=wfile, seed=int(cfg.seed), offline=bool(cfg.offline),
         cache_dir=Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else None,
         out_root=Path(cfg.out_dir).expanduser(), force=bool(cfg.force), strict=bool(cfg.strict),

@@ -38,6 +38,7 @@ class ConvertRequest:
     precision: str = "fp32"
     options: Dict[str, Any] = field(default_factory=dict)  # conf/target/<target>.yaml, overrides applied
     calib_data: Optional[Path] = None  # a folder of calibration images (default: seeded generated ones)
+    golden: bool = False  # store golden inputs and the source's outputs with the artifact
     weights_mode: str = "pretrained"  # pretrained | random | file
     weights_file: Optional[Path] = None
     seed: int = 0
@@ -95,6 +96,7 @@ def request_key(req: ConvertRequest) -> str:
         "precision": req.precision,
         "options": req.options,
         "calib_data": _tree_identity(req.calib_data) if req.calib_data else None,
+        "golden": req.golden,
         "tools": tool_versions(_tools(req)),
     })
 
@@ -208,8 +210,10 @@ def _check_target(target, job, built, references: Dict[str, Any], canonical_out:
     from zoo.validators.numerics import compare
 
     result: Dict[str, Any] = {"checks": [c.as_dict() for c in built.checks]}
-    with timer("target-load"):
-        runner = target.load(job, built)
+    runner = None
+    if "parity_skipped" not in built.info:
+        with timer("target-load"):
+            runner = target.load(job, built)
     if runner is None:
         result["parity"] = {"skipped": built.info.get("parity_skipped", f"no {target.name} runtime here")}
         parity_ok = True
@@ -293,6 +297,13 @@ def convert(req: ConvertRequest) -> Result:
 
             inputs = parity_inputs(spec_in, seed=req.seed)
             references = {name: (x, adapter.run(model, x)) for name, x in inputs.items()}
+        golden_files: List[Path] = []
+        if req.golden:
+            from zoo.golden import write_golden
+
+            golden_files = write_golden(stage, inputs, {n: r for n, (_, r) in references.items()}, {
+                "variant": req.variant.name, "source": req.weights.source, "tag": req.weights.tag,
+                "output": req.weights.output.value, "seed": req.seed})
         raw = work / "raw.onnx"
         with timer("export"):
             adapter.export_onnx(model, raw, req.spec, spec_in.size)
@@ -345,7 +356,7 @@ def convert(req: ConvertRequest) -> Result:
             "artifact": {
                 "primary": built.primary.name,
                 "files": [{"name": str(f.relative_to(stage)), "sha256": sha256_of(f), "size": f.stat().st_size}
-                          for f in _ordered(built.files, built.primary)],
+                          for f in _ordered(built.files + golden_files, built.primary)],
                 "compiled": built.compiled,
                 "compiler": built.compiler,
                 "commands": built.commands,

@@ -25,6 +25,10 @@ TOOLS = {
     "bpu": ["onnxruntime"],
 }
 
+# The pyproject extra that installs what each target needs here.
+EXTRAS = {"onnx": "onnx", "openvino": "openvino,onnx", "mindir": "mindspore,onnx", "ixrt": "onnx", "vacc": "onnx",
+          "bpu": "onnx"}
+
 
 def get_target(name: str) -> Target:
     if name not in TARGETS:
@@ -34,4 +38,4 @@ def get_target(name: str) -> Target:
         return getattr(importlib.import_module(module), cls)()
     except ImportError as e:
         raise UserError(f"target '{name}' needs a package that is not installed ({e.name}); "
-                        f"install it with: pip install 'resnext-zoo[{name}]'") from None
+                        f"install it with: pip install 'resnext-zoo[{EXTRAS[name]}]'") from None

@@ -89,8 +89,6 @@ class OnnxTarget(Target):
         return Built(files=[prepared], primary=prepared, compiled=True, compiler=compiler, checks=checks, info=info)
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
-        if job.precision == "fp32":
-            return None  # the artifact is the canonical ONNX: its parity with the source is already checked
         return ort_runner(built.primary, None if job.spec.dynamic_batch else job.spec.batch)
 
 

@@ -1,7 +1,7 @@
 """Static int8 quantisation with ONNX Runtime: QDQ, per-channel, symmetric, calibrated on real pixels.
 
 Shared by the targets whose int8 path is an ONNX Runtime QDQ model (onnx int8, ixRT int8). The
-calibration reader feeds preprocessed images one batch at a time, so memory stays flat however
+calibration reader hands ONNX Runtime one batch per collection pass, so memory stays flat however
 many images are used.
 """
 from __future__ import annotations
@@ -18,19 +18,34 @@ METHODS = ("MinMax", "Entropy", "Percentile")
 
 
 class ImageCalibrationReader:
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over PIL images, preprocessed as registered."""
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over PIL images, preprocessed as registered.
+
+    It serves one batch per stride (``__len__`` / ``set_range``): ONNX Runtime keeps every
+    intermediate activation of the data it is given until it computes the ranges, about 130 MB per
+    image for a ResNeXt-50, so feeding it one batch at a time is what keeps memory flat.
+    """
 
     def __init__(self, images: Sequence, spec: InputSpec, input_name: str, batch: Optional[int] = None) -> None:
         self.images, self.spec, self.input_name = list(images), spec, input_name
         self.batch = batch or 1
+        self._range = (0, len(self))
         self._it: Optional[Iterator[Dict[str, np.ndarray]]] = None
 
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._range = (start_index, end_index)
+        self._it = None
+
     def _batches(self) -> Iterator[Dict[str, np.ndarray]]:
-        for i in range(0, len(self.images), self.batch):
-            chunk = [preprocess(im, self.spec) for im in self.images[i:i + self.batch]]
-            while len(chunk) < self.batch:  # a static batch takes only full batches
-                chunk.append(chunk[-1])
-            yield {self.input_name: np.stack(chunk)}
+        for b in range(*self._range):
+            idx = [(b * self.batch + i) % len(self.images) for i in range(self.batch)]
+            # a static batch takes only full batches: the last one wraps round to the first images,
+            # so no single image is over-weighted in the statistics
+            if b * self.batch + self.batch > len(self.images):
+                idx = list(range(b * self.batch, len(self.images))) + idx[len(self.images) - b * self.batch:]
+            yield {self.input_name: np.stack([preprocess(self.images[i], self.spec) for i in idx])}
 
     def get_next(self) -> Optional[Dict[str, np.ndarray]]:
         if self._it is None:
@@ -53,7 +68,7 @@ def quantize_qdq(src: Path, dst: Path, reader: ImageCalibrationReader, method: s
     # ORT's recommended pre-processing: shape inference and graph optimisation before calibration.
     pre = Path(dst).with_name(Path(dst).stem + ".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-    extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": symmetric}
+    extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": symmetric, "CalibStridedMinMax": 1}
     if not quantize_bias:
         extra["QuantizeBias"] = False
     quantize_static(

@@ -1,0 +1,130 @@
+"""The MindSpore side of the ``mindir`` target, run in its own process.
+
+MindSpore and Paddle bundle clashing oneDNN symbols, and the pipeline may already hold Paddle, so
+everything that imports MindSpore runs here: ``python -m zoo.targets.mindir_worker export|run|shapes REQUEST.json``.
+A request is a JSON object (paths and settings); the worker writes a JSON report to ``request["report"]``:
+``{"ok": true, ...facts}`` or ``{"ok": false, "kind": "state", "error": ...}`` for weights that do not fit.
+Anything else (a crash, a MindSpore error) leaves a traceback on stderr and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+EXIT_STATE_MISMATCH = 3
+# request keys that hold paths; relative ones are taken from the request file's folder (a kit's export.json)
+PATH_KEYS = ("state", "out", "report", "model", "input", "output")
+
+
+def _write(path: str, report: Dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(report, indent=1))
+
+
+def _setup() -> Any:
+    import mindspore as ms
+
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    return ms
+
+
+def mindir_input_shapes(path: Path) -> List[List[int]]:
+    """Input dims stored in the MindIR protobuf (-1 marks a dynamic dimension)."""
+    from mindspore.train import mind_ir_pb2
+
+    model = mind_ir_pb2.ModelProto()
+    model.ParseFromString(Path(path).read_bytes())
+    return [list(t.dims) for value in model.graph.input for t in value.tensor]
+
+
+def written_files(out: Path) -> tuple[str, List[str]]:
+    """The graph file and every file of the export, relative to ``out``'s folder.
+
+    Above 1 GiB of parameters MindSpore writes ``<stem>_graph.mindir`` plus ``<stem>_variables/data_N``
+    instead of one ``<stem>.mindir``; ``mindspore.load`` of the graph file finds the data beside it.
+    """
+    split = out.with_name(f"{out.stem}_graph.mindir")
+    primary = out if out.exists() else split
+    if not primary.exists():
+        raise FileNotFoundError(f"mindspore.export wrote neither {out.name} nor {split.name}")
+    data = out.with_name(f"{out.stem}_variables")
+    files = [primary, *(sorted(p for p in data.rglob("*") if p.is_file()) if data.is_dir() else [])]
+    return primary.name, [str(f.relative_to(out.parent)) for f in files]
+
+
+def export(req: Dict[str, Any]) -> int:
+    """Build the net, map the canonical weights onto it, export MindIR, report what was written."""
+    ms = _setup()
+    from zoo.targets.mindspore_net import ResNeXt, load_state, state_mismatch
+
+    net = ResNeXt(req["arch"], softmax=bool(req["softmax"]))
+    net.set_train(False)
+    with np.load(req["state"]) as npz:
+        state = {k: npz[k] for k in npz.files}
+    problems = state_mismatch(net, state)
+    if problems:
+        _write(req["report"], {"ok": False, "kind": "state", "error": "; ".join(problems)})
+        return EXIT_STATE_MISMATCH
+    mapped = load_state(net, state)
+    size = int(req["size"])
+    batch: Optional[int] = req["batch"]  # None: dynamic batch
+    sample = ms.Tensor(shape=[None, 3, size, size], dtype=ms.float32) if batch is None \
+        else ms.Tensor(np.zeros((batch, 3, size, size), np.float32))
+    out = Path(req["out"])
+    ms.export(net, sample, file_name=str(out.with_suffix("")), file_format="MINDIR")
+    primary, files = written_files(out)
+    _write(req["report"], {
+        "ok": True, "mindspore": ms.__version__, "mapped": mapped, "state_keys": len(state),
+        "primary": primary, "files": files, "input_shapes": mindir_input_shapes(out.parent / primary),
+        "parameters": int(sum(int(np.prod(p.shape)) for p in net.get_parameters())),
+    })
+    return 0
+
+
+def run(req: Dict[str, Any]) -> int:
+    """Load the MindIR into a GraphCell and run the batch (in chunks of a static batch, padded)."""
+    ms = _setup()
+    from mindspore import nn
+
+    from zoo.targets.base import run_static
+
+    graph = nn.GraphCell(ms.load(req["model"]))
+    x = np.load(req["input"]).astype(np.float32, copy=False)
+    y = run_static(lambda chunk: graph(ms.Tensor(np.ascontiguousarray(chunk))).asnumpy(), x, req["batch"])
+    np.save(req["output"], y)
+    _write(req["report"], {"ok": True, "shape": list(y.shape)})
+    return 0
+
+
+def shapes(req: Dict[str, Any]) -> int:
+    """The canonical keys and shapes each named arch's network expects (to check widths against a source)."""
+    _setup()
+    from zoo.targets.mindspore_net import ResNeXt, expected_shapes
+
+    found = {name: {k: list(v) for k, v in expected_shapes(ResNeXt(arch)).items()}
+             for name, arch in req["archs"].items()}
+    _write(req["report"], {"ok": True, "shapes": found})
+    return 0
+
+
+COMMANDS = {"export": export, "run": run, "shapes": shapes}
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 2 or argv[0] not in COMMANDS:
+        print(f"usage: python -m zoo.targets.mindir_worker {{{'|'.join(COMMANDS)}}} REQUEST.json", file=sys.stderr)
+        return 2
+    request_file = Path(argv[1])
+    req = json.loads(request_file.read_text())
+    for key in PATH_KEYS:
+        if key in req:
+            req[key] = str(request_file.parent / req[key])  # an absolute path stays as it is
+    return COMMANDS[argv[0]](req)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
