@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -18,23 +18,35 @@ from zoo.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
+T = TypeVar("T")
+
 
 def image_files(root: Path) -> List[Path]:
     return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def stratified_sample(files: List[Path], n: int, seed: int) -> List[Path]:
-    """``n`` files, round-robin over classes (parent folders) in a seeded order: every class first."""
-    by_class: Dict[str, List[Path]] = defaultdict(list)
+def _parent_folder(f: Path) -> str:
+    return str(f.parent)
+
+
+def stratified_sample(
+    files: Sequence[T], n: int, seed: int, key: Optional[Callable[[T], Hashable]] = None
+) -> List[T]:
+    """``n`` items, round-robin over classes in a seeded order: every class first.
+
+    The class of an item is ``key(item)``; by default a file's parent folder.
+    """
+    class_of = key or _parent_folder
+    by_class: Dict[Hashable, List[T]] = defaultdict(list)
     for f in files:
-        by_class[str(f.parent)].append(f)
+        by_class[class_of(f)].append(f)
     rng = np.random.default_rng(seed)
     queues = []
     for cls in sorted(by_class):
         members = by_class[cls]
         queues.append([members[i] for i in rng.permutation(len(members))])
     order = [queues[i] for i in rng.permutation(len(queues))]
-    picked: List[Path] = []
+    picked: List[T] = []
     depth = 0
     while len(picked) < n and any(depth < len(q) for q in order):
         for q in order:

@@ -24,9 +24,23 @@ def _convert(cfg: DictConfig) -> None:
     run_convert(cfg)
 
 
+def _validate(cfg: DictConfig) -> None:
+    from zoo.commands.validate import run_validate
+
+    run_validate(cfg)
+
+
+def _calib(cfg: DictConfig) -> None:
+    from zoo.commands.calib import run_calib
+
+    run_calib(cfg)
+
+
 # Imports stay inside the entry points so `zoo list` never pays for torch.
 COMMANDS: Dict[str, Callable[[DictConfig], None]] = {
     "list": _list,
     "lookup": _lookup,
     "convert": _convert,
+    "validate": _validate,
+    "calib": _calib,
 }
