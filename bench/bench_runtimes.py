@@ -5,7 +5,7 @@ weights), then times each runtime at the same thread count, at batch 1 and batch
 
   torch eager   torchvision's model, torch.no_grad(), float32
   ORT fp32/fp16/int8   ONNX Runtime CPU, the onnx target's three precisions
-  OpenVINO fp32/fp16   the CPU plugin (fp32 pinned to f32 inference, fp16 at the plugin's default)
+  OpenVINO fp32/fp16   the CPU plugin (fp32 pinned to f32 inference, fp16 to f16 where the CPU has it)
   MindSpore     the MindIR through mindspore.load + nn.GraphCell (CPU)
 
 Throughput is images/s over timed iterations after warm-up (median of per-iteration rates). The
@@ -81,9 +81,11 @@ def runners(model: str, folders: Dict[str, Path], threads: int) -> Dict[str, Cal
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(folders[label] / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         out[label.replace("onnx", "ORT")] = (lambda s: lambda x: s.run(None, {"input": x}))(sess)
+    from zoo.targets.openvino import inference_config
+
     core = ov.Core()
-    for label, hint in (("openvino fp32", "f32"), ("openvino fp16", None)):
-        cfg = {"INFERENCE_NUM_THREADS": threads, **({"INFERENCE_PRECISION_HINT": hint} if hint else {})}
+    for label in ("openvino fp32", "openvino fp16"):
+        cfg = {"INFERENCE_NUM_THREADS": threads, **inference_config(core, label.split()[1])}
         compiled = core.compile_model(str(folders[label] / "model.xml"), "CPU", cfg)
         precision = compiled.get_property("INFERENCE_PRECISION_HINT")
         out[f"OpenVINO {label.split()[1]} ({precision} compute)"] = (lambda r: lambda x: r.infer({0: x}))(

@@ -128,3 +128,11 @@ def test_a_target_that_disagrees_with_the_canonical_onnx_fails_its_gate(tmp_path
     result = _check_target(Drifting(), Job(), Drifting().compile(None, tmp_path / "m.onnx"), refs, canonical, _Timer())
     assert result["passed"] is False
     assert result["parity"]["sets"]["images"]["cosine"] < 0.99999
+
+
+def test_int8_is_gated_on_images_and_reports_noise():
+    from zoo.validators.numerics import gated, set_passes
+
+    assert gated("int8", "images") and not gated("int8", "random")
+    assert gated("fp32", "random") and gated("fp16", "random")
+    assert set_passes("int8", "random", {"passed": False}) and not set_passes("int8", "images", {"passed": False})

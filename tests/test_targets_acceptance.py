@@ -45,7 +45,9 @@ def test_target_builds_and_validates(out_dir, variant, source, tag, target, prec
     assert all(c["passed"] for c in v["target"]["checks"]), v["target"]["checks"]
     if (target, precision) in RUNNABLE:
         sets = v["target"]["parity"]["sets"]
-        assert sets and all(p["passed"] and p["cosine"] >= MIN_COSINE[precision] for p in sets.values()), sets
+        gated = {n: p for n, p in sets.items() if p["gated"]}
+        assert "images" in gated and all(p["passed"] and p["cosine"] >= MIN_COSINE[precision] for p in gated.values()), sets
+        assert all(p["top1_agreement"] is not None for p in sets.values())
         assert m["artifact"]["compiled"]
     else:
         assert v["target"]["checks"], "a kit is validated"

@@ -130,8 +130,11 @@ def _print(req, what: str, report: Dict[str, Any]) -> None:
     gold = report.get("golden")
     if gold:
         for name, p in gold["sets"].items():
-            lines.append(f"  golden     {name:<7} cos {p['cosine']:.7f}  max-abs {p['max_abs']:.2e}  "
-                         f"{'ok' if p['passed'] else 'FAILED'}")
+            verdict = ("ok" if p["passed"] else "FAILED") if p.get("gated", True) else "reported"
+            if "error" in p:
+                lines.append(f"  golden     {name:<7} FAILED: {p['error']}")
+                continue
+            lines.append(f"  golden     {name:<7} cos {p['cosine']:.7f}  max-abs {p['max_abs']:.2e}  {verdict}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 

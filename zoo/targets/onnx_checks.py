@@ -12,7 +12,7 @@ from zoo.targets.base import Check
 # not folded), activations, pooling, residual adds, the classifier, and PaddleClas's softmax.
 RESNEXT_OPS = frozenset({
     "Conv", "BatchNormalization", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add",
-    "Flatten", "Reshape", "Squeeze", "Gemm", "MatMul", "Softmax",
+    "Flatten", "Reshape", "Squeeze", "Gemm", "MatMul", "Softmax", "Constant",
 })
 
 
