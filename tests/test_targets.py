@@ -136,3 +136,18 @@ def test_int8_is_gated_on_images_and_reports_noise():
     assert gated("int8", "images") and not gated("int8", "random")
     assert gated("fp32", "random") and gated("fp16", "random")
     assert set_passes("int8", "random", {"passed": False}) and not set_passes("int8", "images", {"passed": False})
+
+
+def test_int8_calibrates_on_a_set_built_by_zoo_calib(tmp_path):
+    from zoo.validators.inputs import generated_images
+
+    images = tmp_path / "train"
+    for c, img in enumerate(generated_images(6, seed=5)):
+        (images / f"n{c % 3:08d}").mkdir(parents=True, exist_ok=True)
+        img.save(images / f"n{c % 3:08d}" / f"{c}.JPEG")
+    calib = run_zoo("calib", f"model={MODEL}", "target=onnx", f"data={images}", "n=6", f"out_dir={tmp_path}")
+    assert calib.returncode == 0, calib.stderr
+    proc = _convert(tmp_path / "art", "target=onnx", "precision=int8", f"calib_data={tmp_path / 'calib' / 'onnx'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = manifest_of(tmp_path / "art", MODEL, "torchvision", TAG, "onnx-int8")["artifact"]["info"]
+    assert info["calibration_images"] == 6  # the set's files, not the default 32 generated images

@@ -20,6 +20,7 @@ from PIL import Image
 
 from zoo.calibration import IMAGE_SUFFIXES, image_files, stratified_sample
 from zoo.errors import UserError
+from zoo.targets.quantize import StridedCalibrationReader
 from zoo.registry.schema import InputSpec
 from zoo.store import MANIFEST, sha256_of, staged, write_json
 
@@ -240,6 +241,15 @@ def build_set(sample: Sample, folder: Path, target: str, fmt: CalibFormat, spec:
 # --- the ONNX Runtime reader ------------------------------------------------------------------------
 
 
+def is_npy_set(folder: Path) -> bool:
+    """Whether ``folder`` is a `zoo calib` set of preprocessed .npy files (rather than raw images)."""
+    try:
+        _npy_folder(folder)
+        return True
+    except UserError:
+        return False
+
+
 def _npy_folder(folder: Path) -> Path:
     """The folder holding filelist.txt: the set's ``npy/`` folder, or the set folder above it."""
     folder = Path(folder)
@@ -249,49 +259,32 @@ def _npy_folder(folder: Path) -> Path:
     raise UserError(f"{folder}: no {FILELIST}; build the set with `python -m zoo calib target=onnx ...`")
 
 
-class NpyCalibrationReader:
+class NpyCalibrationReader(StridedCalibrationReader):
     """An ``onnxruntime.quantization.CalibrationDataReader`` over a calib set's ``.npy`` files.
 
     ``get_next`` returns ``{input_name: float32 [batch, ...]}`` until the range is exhausted; the
     last batch wraps round to the first files so a static-batch model always gets full batches.
-    ``__len__`` (batches) and ``set_range`` let ``quantize_static`` collect one stride at a time
-    (``extra_options={"CalibStridedMinMax": k}``), which keeps its memory flat.
+    ``__len__`` (batches) and ``set_range`` let ``quantize_static`` collect one stride at a time.
     """
 
     def __init__(self, folder: Path, input_name: str, batch: int = 1) -> None:
-        if batch < 1:
-            raise ValueError(f"batch {batch}: must be at least 1")
         data = _npy_folder(folder)
         self.files = [data / line.strip() for line in (data / FILELIST).read_text().splitlines() if line.strip()]
         missing = [f.name for f in self.files if not f.is_file()]
         if missing or not self.files:
             raise UserError(f"{data}: {FILELIST} lists missing files ({', '.join(missing[:3])})" if missing
                             else f"{data}: {FILELIST} lists no files")
-        self.input_name, self.batch = input_name, batch
-        self._range = (0, len(self))
-        self._it: Optional[Iterator[Dict[str, np.ndarray]]] = None
+        if batch < 1:
+            raise ValueError(f"batch {batch}: must be at least 1")
+        super().__init__(input_name, batch)
 
-    def __len__(self) -> int:
-        return -(-len(self.files) // self.batch)
+    def count(self) -> int:
+        return len(self.files)
 
-    def set_range(self, start_index: int, end_index: int) -> None:
-        self._range = (start_index, min(end_index, len(self)))
-        self._it = None
+    def item(self, i: int) -> np.ndarray:
+        return np.load(self.files[i], allow_pickle=False)
 
     def batch_files(self, b: int) -> List[Path]:
         """The files of batch ``b``: consecutive, the last batch completed from the start."""
-        return [self.files[(b * self.batch + i) % len(self.files)] for i in range(self.batch)]
-
-    def _batches(self) -> Iterator[Dict[str, np.ndarray]]:
-        for b in range(*self._range):
-            arrays = [np.load(f, allow_pickle=False) for f in self.batch_files(b)]
-            yield {self.input_name: np.stack(arrays).astype(np.float32, copy=False)}
-
-    def get_next(self) -> Optional[Dict[str, np.ndarray]]:
-        if self._it is None:
-            self._it = self._batches()
-        return next(self._it, None)
-
-    def rewind(self) -> None:
-        self._it = None
+        return [self.files[i] for i in self.batch_indices(b)]
 

@@ -328,7 +328,7 @@ def convert(req: ConvertRequest) -> Result:
         job = TargetJob(
             variant=req.variant, weights=req.weights, input=spec_in, precision=req.precision, options=req.options,
             onnx_path=canonical, spec=req.spec, stage=stage, work=work, seed=req.seed, state_path=state_path,
-            calibration=_calibration(req), progress=req.progress,
+            calibration=_calibration(req), calib_data=req.calib_data, progress=req.progress,
         )
         with timer("prepare"):
             prepared = target.prepare(job)

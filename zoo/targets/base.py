@@ -40,6 +40,7 @@ class TargetJob:
     # n -> n seeded calibration images (RGB PIL images, not preprocessed: each target preprocesses
     # them the way its toolchain does); see zoo.calibration
     calibration: Optional[Callable[[int], List[Any]]] = None
+    calib_data: Optional[Path] = None  # the user's calib_data folder (images, or a `zoo calib` set)
     progress: bool = True
 
 

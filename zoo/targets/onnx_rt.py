@@ -77,8 +77,14 @@ class OnnxTarget(Target):
             checks = [_io_dtype_check(prepared, "float32" if keep_io else "float16")]
         else:
             q = job.options["int8"]
-            reader = ImageCalibrationReader(job.calibration(int(q["calib_images"])), job.input, job.spec.input_name,
-                                            None if job.spec.dynamic_batch else job.spec.batch)
+            batch = None if job.spec.dynamic_batch else job.spec.batch
+            from zoo.calib_formats import NpyCalibrationReader, is_npy_set
+
+            if job.calib_data is not None and is_npy_set(job.calib_data):  # a set made by `zoo calib target=onnx`
+                reader = NpyCalibrationReader(job.calib_data, job.spec.input_name, batch or 1)
+            else:
+                reader = ImageCalibrationReader(job.calibration(int(q["calib_images"])), job.input,
+                                                job.spec.input_name, batch)
             info = quantize_qdq(fp32, prepared, reader, method=str(q["calibrate_method"]),
                                 per_channel=bool(q["per_channel"]), symmetric=bool(q["symmetric"]))
             counts = count_qdq(prepared)

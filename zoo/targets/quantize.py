@@ -17,35 +17,43 @@ from zoo.registry.schema import InputSpec
 METHODS = ("MinMax", "Entropy", "Percentile")
 
 
-class ImageCalibrationReader:
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over PIL images, preprocessed as registered.
+class StridedCalibrationReader:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` that serves full batches, one stride at a time.
 
-    It serves one batch per stride (``__len__`` / ``set_range``): ONNX Runtime keeps every
-    intermediate activation of the data it is given until it computes the ranges, about 130 MB per
-    image for a ResNeXt-50, so feeding it one batch at a time is what keeps memory flat.
+    ONNX Runtime keeps every intermediate activation of the data it is given until it computes the
+    ranges, about 130 MB per image for a ResNeXt-50; ``__len__`` (batches) and ``set_range`` let
+    ``quantize_static`` collect one batch per pass (``CalibStridedMinMax``), which keeps memory flat.
+    A static batch takes only full batches: the last one wraps round to the first items, so no single
+    item is over-weighted in the statistics. Subclasses say how many items there are and load one.
     """
 
-    def __init__(self, images: Sequence, spec: InputSpec, input_name: str, batch: Optional[int] = None) -> None:
-        self.images, self.spec, self.input_name = list(images), spec, input_name
-        self.batch = batch or 1
+    def __init__(self, input_name: str, batch: Optional[int] = None) -> None:
+        if batch is not None and batch < 1:
+            raise ValueError(f"batch {batch}: must be at least 1")
+        self.input_name, self.batch = input_name, batch or 1
         self._range = (0, len(self))
         self._it: Optional[Iterator[Dict[str, np.ndarray]]] = None
 
     def __len__(self) -> int:
-        return -(-len(self.images) // self.batch)
+        return -(-self.count() // self.batch)
+
+    def count(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def item(self, i: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batch_indices(self, b: int) -> List[int]:
+        return [(b * self.batch + i) % self.count() for i in range(self.batch)]
 
     def set_range(self, start_index: int, end_index: int) -> None:
-        self._range = (start_index, end_index)
+        self._range = (start_index, min(end_index, len(self)))
         self._it = None
 
     def _batches(self) -> Iterator[Dict[str, np.ndarray]]:
         for b in range(*self._range):
-            idx = [(b * self.batch + i) % len(self.images) for i in range(self.batch)]
-            # a static batch takes only full batches: the last one wraps round to the first images,
-            # so no single image is over-weighted in the statistics
-            if b * self.batch + self.batch > len(self.images):
-                idx = list(range(b * self.batch, len(self.images))) + idx[len(self.images) - b * self.batch:]
-            yield {self.input_name: np.stack([preprocess(self.images[i], self.spec) for i in idx])}
+            items = [self.item(i) for i in self.batch_indices(b)]
+            yield {self.input_name: np.stack(items).astype(np.float32, copy=False)}
 
     def get_next(self) -> Optional[Dict[str, np.ndarray]]:
         if self._it is None:
@@ -56,7 +64,21 @@ class ImageCalibrationReader:
         self._it = None
 
 
-def quantize_qdq(src: Path, dst: Path, reader: ImageCalibrationReader, method: str = "MinMax",
+class ImageCalibrationReader(StridedCalibrationReader):
+    """Calibration batches from PIL images, preprocessed exactly as the registry says."""
+
+    def __init__(self, images: Sequence, spec: InputSpec, input_name: str, batch: Optional[int] = None) -> None:
+        self.images, self.spec = list(images), spec
+        super().__init__(input_name, batch)
+
+    def count(self) -> int:
+        return len(self.images)
+
+    def item(self, i: int) -> np.ndarray:
+        return preprocess(self.images[i], self.spec)
+
+
+def quantize_qdq(src: Path, dst: Path, reader: StridedCalibrationReader, method: str = "MinMax",
                  per_channel: bool = True, symmetric: bool = True, quantize_bias: bool = True,
                  exclude: Sequence[str] = ()) -> Dict[str, object]:
     """Write the QDQ int8 model of ``src`` to ``dst``; returns the settings used (for the manifest)."""
@@ -82,7 +104,7 @@ def quantize_qdq(src: Path, dst: Path, reader: ImageCalibrationReader, method: s
     )
     pre.unlink()
     return {"format": "QDQ", "activation": "QInt8", "weight": "QInt8", "per_channel": per_channel,
-            "symmetric": symmetric, "calibrate_method": method, "calibration_images": len(reader.images),
+            "symmetric": symmetric, "calibrate_method": method, "calibration_images": reader.count(),
             "bias_quantized": quantize_bias, "excluded_nodes": list(exclude)}
 
 
