@@ -97,7 +97,7 @@ def _check_overrides(overrides: List[str]) -> List[str]:
                     raise UserError(f"unknown source '{s}': known sources are {', '.join(sorted(reg.sources))}")
         elif key == "format" and isinstance(value, str):
             check_format(value)
-        elif key in ("target", "precision") and isinstance(value, str):
+        elif key in ("target", "precision", "hub") and isinstance(value, str):
             names = sorted(p.stem for p in (root / key).glob("*.yaml"))
             if value not in names:
                 raise UserError(f"unknown {key} '{value}': choose one of {', '.join(names)}")

@@ -36,6 +36,12 @@ def _calib(cfg: DictConfig) -> None:
     run_calib(cfg)
 
 
+def _publish(cfg: DictConfig) -> None:
+    from zoo.commands.publish import run_publish
+
+    run_publish(cfg)
+
+
 # Imports stay inside the entry points so `zoo list` never pays for torch.
 COMMANDS: Dict[str, Callable[[DictConfig], None]] = {
     "list": _list,
@@ -43,4 +49,5 @@ COMMANDS: Dict[str, Callable[[DictConfig], None]] = {
     "convert": _convert,
     "validate": _validate,
     "calib": _calib,
+    "publish": _publish,
 }
