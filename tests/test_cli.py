@@ -159,3 +159,13 @@ def test_hydra_help_cfg_and_multirun(tmp_path):
     assert "#1 : filter=resnext152d* format=csv" in multi.stdout
     assert multi.stdout.count('"model_name": "ResNeXt152_vd_64x4d"') == 1  # the json job
     assert multi.stdout.count(",ResNeXt152_vd_64x4d,") == 1  # the csv job
+
+
+def test_a_sweep_skips_combinations_the_registry_does_not_have(tmp_path):
+    """Each missing (variant, source) is one 'skipped' line; the sweep runs every job and exits 0."""
+    proc = zoo("-m", "convert", "model=resnext50d_32x4d,resnext152d_64x4d", "source=mmcls,torchvision",
+               "weights=random", f"out_dir={tmp_path}", "progress=false")
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 4 and "resnext152d_64x4d is not published by torchvision" in proc.stderr
+    assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())

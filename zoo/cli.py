@@ -131,12 +131,40 @@ def _run_hydra(args: List[str]) -> None:
     from zoo.commands import COMMANDS
     from zoo.registry.loader import conf_dir
 
+    failed: List[str] = []
+
     def task(cfg: DictConfig) -> None:
+        sweep = _in_multirun()
         try:
             COMMANDS[cfg.command](cfg)
         except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(e.exit_code)
+            if not sweep:
+                print(f"error: {e}", file=sys.stderr)
+                sys.exit(e.exit_code)
+            # a combination the registry does not have (a variant a source does not publish ...) is
+            # not a failure of the sweep: one line, and the next job runs
+            print(f"skipped: {e}", file=sys.stderr)
+        except SystemExit as e:
+            if not sweep or e.code in (0, None):
+                raise
+            failed.append(" ".join(_job_overrides()))  # recorded in its manifest; the sweep goes on
+            print(f"job failed (exit {e.code}); the sweep goes on", file=sys.stderr)
 
     sys.argv = [sys.argv[0] or "zoo", *args]
     hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+    if failed:
+        print(f"error: {len(failed)} job(s) failed: " + "; ".join(failed), file=sys.stderr)
+        sys.exit(1)
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _job_overrides() -> List[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith("command=")]
