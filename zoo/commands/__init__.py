@@ -42,6 +42,18 @@ def _publish(cfg: DictConfig) -> None:
     run_publish(cfg)
 
 
+def _results(cfg: DictConfig) -> None:
+    from zoo.commands.results import run_results
+
+    run_results(cfg)
+
+
+def _gc(cfg: DictConfig) -> None:
+    from zoo.commands.gc import run_gc
+
+    run_gc(cfg)
+
+
 # Imports stay inside the entry points so `zoo list` never pays for torch.
 COMMANDS: Dict[str, Callable[[DictConfig], None]] = {
     "list": _list,
@@ -50,4 +62,6 @@ COMMANDS: Dict[str, Callable[[DictConfig], None]] = {
     "validate": _validate,
     "calib": _calib,
     "publish": _publish,
+    "results": _results,
+    "gc": _gc,
 }

@@ -1,0 +1,96 @@
+"""`zoo gc`: list (and with apply=true remove) artifact folders no current configuration references.
+
+    python -m zoo gc [out_dir=artifacts]             # a dry run: what would go, why, and the bytes freed
+    python -m zoo gc apply=true [stale_hours=2]      # remove them
+
+The default is a dry run. The global ``dry_run`` key defaults to false (``publish`` reads it), so it
+cannot mean "remove" here: only ``apply=true`` removes, and ``dry_run=true`` wins over it.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Dict, List, Set
+
+from omegaconf import DictConfig
+
+from zoo.commands.results import existing_out_dir
+from zoo.errors import UserError
+from zoo.gc import Known, human_bytes, plan, remove
+from zoo.render import check_format, render
+
+COLUMNS = ["action", "size", "reason", "path"]
+
+
+def current_config() -> Known:
+    """The registry's checkpoints and the precisions each known target's yaml lists."""
+    from zoo.registry.loader import conf_dir, load_registry, read_yaml
+    from zoo.targets import TARGETS
+
+    reg = load_registry()
+    weights: Dict[str, Dict[str, Set[str]]] = {}
+    for v in reg.variants.values():
+        for w in v.weights:
+            weights.setdefault(v.name, {}).setdefault(w.source, set()).add(w.tag)
+    precisions: Dict[str, List[str]] = {}
+    for name in TARGETS:
+        path = conf_dir() / "target" / f"{name}.yaml"
+        options = read_yaml(path) if path.is_file() else {}
+        precisions[name] = [str(p) for p in (options or {}).get("precisions", [])]
+    return Known(weights=weights, aliases=dict(reg.aliases), precisions=precisions)
+
+
+def _bool(cfg: DictConfig, key: str) -> bool:
+    value = cfg.get(key)
+    if not isinstance(value, bool):
+        raise UserError(f"{key}={value}: expected true or false")
+    return value
+
+
+def _min_age_s(cfg: DictConfig) -> float:
+    hours = cfg.get("stale_hours")
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours < 0:
+        raise UserError(f"stale_hours={hours}: expected a number of hours, 0 or more")
+    return float(hours) * 3600
+
+
+def run_gc(cfg: DictConfig) -> None:
+    fmt = check_format(str(cfg.format))
+    apply = _bool(cfg, "apply") and not _bool(cfg, "dry_run")
+    min_age_s = _min_age_s(cfg)
+    root = existing_out_dir(cfg)
+    found = plan(root, current_config(), time.time(), min_age_s)
+    rows, failures = [], []
+    for g in found.remove:
+        action = "would remove"
+        if apply:
+            try:
+                remove(g.path)
+                action = "removed"
+            except OSError as e:
+                action = "failed"
+                failures.append(f"{g.path}: {e.strerror or e}")
+        rows.append({"action": action, "size": human_bytes(g.bytes), "bytes": g.bytes, "reason": g.reason,
+                     "path": str(g.path)})
+    freed = sum(r["bytes"] for r in rows if r["action"] == "removed")
+    listed = sum(r["bytes"] for r in rows)
+    if fmt == "json":
+        kept = [{"path": str(k.path), "reason": k.reason, "bytes": k.bytes} for k in found.kept]
+        doc = {"out_dir": str(root), "applied": apply, "freed_bytes": freed, "kept": kept}
+        sys.stdout.write(render(rows, fmt, COLUMNS, document=doc))
+    elif rows or fmt == "csv":
+        sys.stdout.write(render(rows, fmt, COLUMNS, title=f"garbage under {root}"))
+    for k in found.kept:
+        print(f"kept {k.path}: {k.reason}", file=sys.stderr)
+    if apply:
+        removed = len(rows) - len(failures)
+        print(f"removed {removed} folder(s), freed {human_bytes(freed)} under {root}", file=sys.stderr)
+    elif rows:
+        print(f"dry run: {len(rows)} folder(s), {human_bytes(listed)} would be freed; "
+              f"`python -m zoo gc apply=true out_dir={cfg.out_dir}` removes them", file=sys.stderr)
+    else:
+        print(f"nothing to remove under {root}", file=sys.stderr)
+    if failures:
+        for line in failures:
+            print(f"error: could not remove {line}", file=sys.stderr)
+        sys.exit(1)
