@@ -2,6 +2,8 @@
 target-independent rules: precision support, default precision, parity gates, cache hits."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import onnx
 import pytest
@@ -121,6 +123,7 @@ def test_a_target_that_disagrees_with_the_canonical_onnx_fails_its_gate(tmp_path
 
     class Job:
         precision = "fp32"
+        weights = SimpleNamespace(output=SimpleNamespace(value="logits"))
 
     rng = np.random.default_rng(0)
     canonical = {"images": rng.standard_normal((3, 1000)).astype(np.float32)}
@@ -151,3 +154,19 @@ def test_int8_calibrates_on_a_set_built_by_zoo_calib(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = manifest_of(tmp_path / "art", MODEL, "torchvision", TAG, "onnx-int8")["artifact"]["info"]
     assert info["calibration_images"] == 6  # the set's files, not the default 32 generated images
+
+
+def test_int8_compares_probabilities_as_logits():
+    """Softmax amplifies int8 error between near-tied classes; the gate looks at the logits it encodes."""
+    from zoo.validators.numerics import compare
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((4, 1000)) * 3
+    logits[:, :2] = 12.0  # two near-tied leading classes, as a random-weight network gives
+    noisy = logits + rng.normal(0, 0.1, logits.shape)
+    probs = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
+    on_probs = compare(probs(logits), probs(noisy), "fp16", "probs")  # fp16 compares probabilities as they are
+    as_logits = compare(probs(logits), probs(noisy), "int8", "probs")
+    assert on_probs.domain == "output" and as_logits.domain == "centred log-probabilities"
+    assert as_logits.cosine > 0.99 and as_logits.passed and as_logits.cosine > on_probs.cosine
+    assert abs(as_logits.cosine - compare(logits - logits.mean(1, keepdims=True), noisy - noisy.mean(1, keepdims=True), "int8").cosine) < 1e-9

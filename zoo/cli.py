@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import List, Optional, Tuple
 
-from zoo.errors import UserError
+from zoo.errors import SweepError, UserError
 
 # Hydra flags that take a value as the next word.
 _FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
@@ -138,7 +138,7 @@ def _run_hydra(args: List[str]) -> None:
         try:
             COMMANDS[cfg.command](cfg)
         except UserError as e:
-            if not sweep:
+            if not sweep or isinstance(e, SweepError):
                 print(f"error: {e}", file=sys.stderr)
                 sys.exit(e.exit_code)
             # a combination the registry does not have (a variant a source does not publish ...) is

@@ -127,7 +127,7 @@ def check_golden(folder: Path, run: Callable[[np.ndarray], np.ndarray], precisio
     for name in sorted(inputs):
         out = np.asarray(run(inputs[name]))
         try:
-            results[name] = compare(references[name], out, precision).as_dict()
+            results[name] = compare(references[name], out, precision, str(doc.get("output", "logits"))).as_dict()
             results[name]["gated"] = gated(precision, name)
         except ValueError as e:  # an output of the wrong shape is a failed set, not a crash
             results[name] = {"passed": False, "error": str(e)}

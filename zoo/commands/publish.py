@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.errors import UserError
+from zoo.errors import SweepError, UserError
 from zoo.publish import (
     GENERATED, PUBLISH_LOG, FileAction, PlannedFile, PublishResult, check_repo_id, derived_repo_id, planned_bytes,
 )
@@ -62,7 +62,7 @@ def _multirun() -> bool:
 def repo_id_for(hub: DictConfig, manifest: Dict[str, Any]) -> str:
     if hub.get("repo"):
         if _multirun():
-            raise UserError("a sweep publishes one repo per artifact: give hub.org=ORG instead of hub.repo")
+            raise SweepError("a sweep publishes one repo per artifact: give hub.org=ORG instead of hub.repo")
         return check_repo_id(str(hub.repo))
     if hub.get("org"):
         return derived_repo_id(str(hub.org), manifest)

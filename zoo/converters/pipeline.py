@@ -221,7 +221,7 @@ def _check_target(target, job, built, references: Dict[str, Any], canonical_out:
         sets = {}
         with timer("target-parity"):
             for name, (x, _) in references.items():
-                sets[name] = compare(canonical_out[name], runner(x), job.precision).as_dict()
+                sets[name] = compare(canonical_out[name], runner(x), job.precision, job.weights.output.value).as_dict()
                 sets[name]["gated"] = gated(job.precision, name)
         result["parity"] = {"against": "canonical ONNX on ONNX Runtime", "precision": job.precision, "sets": sets}
         parity_ok = all(set_passes(job.precision, n, p) for n, p in sets.items())
