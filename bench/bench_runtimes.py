@@ -87,7 +87,7 @@ def runners(model: str, folders: Dict[str, Path], threads: int) -> Dict[str, Cal
     for label in ("openvino fp32", "openvino fp16"):
         cfg = {"INFERENCE_NUM_THREADS": threads, **inference_config(core, label.split()[1])}
         compiled = core.compile_model(str(folders[label] / "model.xml"), "CPU", cfg)
-        precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+        precision = getattr(compiled.get_property("INFERENCE_PRECISION_HINT"), "type_name", None) or "default"
         out[f"OpenVINO {label.split()[1]} ({precision} compute)"] = (lambda r: lambda x: r.infer({0: x}))(
             compiled.create_infer_request())
     return out
@@ -102,7 +102,7 @@ ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
 ms.runtime.set_cpu_affinity(False) if hasattr(ms, "runtime") and hasattr(ms.runtime, "set_cpu_affinity") else None
 cell = nn.GraphCell(ms.load(sys.argv[1]))
 res = {}
-for batch in (1, 8):
+for batch in [int(sys.argv[3])]:  # one batch size per process: a second shape fails to recompile in one
     x = ms.Tensor(np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32))
     for _ in range(3):
         cell(x).asnumpy()
@@ -117,11 +117,14 @@ print(json.dumps(res))
 def mindspore_rates(folder: Path, threads: int, seconds: float) -> Dict[int, float]:
     # MindSpore runs in its own interpreter: it must not share a process with other native runtimes.
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-c", MINDSPORE, str(folder / "model.mindir"), str(seconds)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"MindSpore benchmark failed:\n{proc.stderr[-2000:]}")
-    return {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    rates = {}
+    for batch in (1, 8):
+        proc = subprocess.run([sys.executable, "-c", MINDSPORE, str(folder / "model.mindir"), str(seconds), str(batch)],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise SystemExit(f"MindSpore benchmark failed:\n{proc.stderr[-2000:]}")
+        rates.update({int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()})
+    return rates
 
 
 def gemm_gflops(threads: int) -> float:
