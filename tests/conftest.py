@@ -41,3 +41,23 @@ def make_checkpoint(variant: str, source: str, path: Path, seed: int = 0, tag: O
 def _isolated_cache(tmp_path, monkeypatch):
     """No test reads or writes the user's download cache."""
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo-cache"))
+
+
+def export_canonical(folder: Path, spec, variant: str = "resnext50_32x4d", source: str = "torchvision") -> dict:
+    """The canonical ONNX of a freshly initialised (seed 0) model built by the source's own library,
+    exported with ``spec`` into ``folder/model.onnx``; returns it with the model and its registry entries."""
+    from zoo.converters import onnx_canonical
+    from zoo.converters.sources import get_adapter
+    from zoo.registry.loader import load_registry
+    from zoo.registry.query import effective_input, resolve_variant, select_weights
+
+    reg = load_registry()
+    v = resolve_variant(reg, variant)
+    w = select_weights(reg, v, source, None)
+    adapter = get_adapter(source)
+    model = adapter.fresh(v, w, 0)
+    size = effective_input(v, w).size
+    adapter.export_onnx(model, folder / "raw.onnx", spec, size)
+    onnx_canonical.finish(folder / "raw.onnx", folder / "model.onnx", spec, size, {})
+    return {"path": folder / "model.onnx", "variant": v, "weights": w, "input": effective_input(v, w), "spec": spec,
+            "adapter": adapter, "model": model}

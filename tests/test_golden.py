@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import export_canonical
+
 from zoo.errors import UserError
 from zoo.golden import JSON, NPZ, check_golden, read_golden, write_golden
 from zoo.store import sha256_of
@@ -23,27 +25,14 @@ def canonical(tmp_path_factory):
     """(ONNX Runtime session runner, inputs, torch references) for a canonical resnext50_32x4d ONNX."""
     import onnxruntime as ort
 
-    from zoo.converters import onnx_canonical
-    from zoo.converters.sources import get_adapter
     from zoo.converters.spec import OnnxSpec
-    from zoo.registry.loader import load_registry
-    from zoo.registry.query import effective_input, resolve_variant, select_weights
     from zoo.validators.inputs import parity_inputs
 
-    reg = load_registry()
-    v = resolve_variant(reg, "resnext50_32x4d")
-    w = select_weights(reg, v, "torchvision", None)
-    adapter = get_adapter("torchvision")
-    model = adapter.fresh(v, w, 0)
     spec = OnnxSpec(opset=17, input_name="input", output_name="output", dynamic_batch=True, batch=1)
-    work = tmp_path_factory.mktemp("canonical")
-    raw, out = work / "raw.onnx", work / "model.onnx"
-    size = effective_input(v, w).size
-    adapter.export_onnx(model, raw, spec, size)
-    onnx_canonical.finish(raw, out, spec, size, {})
-    inputs = parity_inputs(effective_input(v, w), seed=0, n_random=1, n_images=2)
-    references = {name: adapter.run(model, x) for name, x in inputs.items()}
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    c = export_canonical(tmp_path_factory.mktemp("canonical"), spec)
+    inputs = parity_inputs(c["input"], seed=0, n_random=1, n_images=2)
+    references = {name: c["adapter"].run(c["model"], x) for name, x in inputs.items()}
+    sess = ort.InferenceSession(str(c["path"]), providers=["CPUExecutionProvider"])
     return (lambda x: sess.run(None, {"input": x})[0]), inputs, references
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
+from conftest import export_canonical
 import yaml
 from PIL import Image
 
@@ -42,20 +44,8 @@ def options(**overrides):
 @pytest.fixture(scope="module")
 def canonical(tmp_path_factory):
     """The canonical ONNX of a freshly initialised torchvision resnext50_32x4d, exported once."""
-    from zoo.converters import onnx_canonical
-    from zoo.converters.sources import get_adapter
-    from zoo.registry.loader import load_registry
-    from zoo.registry.query import effective_input, resolve_variant, select_weights
-
-    reg = load_registry()
-    v = resolve_variant(reg, "resnext50_32x4d")
-    w = select_weights(reg, v, "torchvision", None)
-    adapter = get_adapter("torchvision")
-    spec = get_target("vacc").onnx_spec(options(), "int8")
-    folder = tmp_path_factory.mktemp("canonical")
-    adapter.export_onnx(adapter.fresh(v, w, 0), folder / "raw.onnx", spec, 224)
-    onnx_canonical.finish(folder / "raw.onnx", folder / "model.onnx", spec, 224, {})
-    return {"path": folder / "model.onnx", "variant": v, "weights": w, "input": effective_input(v, w), "spec": spec}
+    c = export_canonical(tmp_path_factory.mktemp("canonical"), get_target("vacc").onnx_spec(options(), "int8"))
+    return {k: c[k] for k in ("path", "variant", "weights", "input", "spec")}
 
 
 @pytest.fixture

@@ -1,67 +1,31 @@
 """One module per command; ``COMMANDS`` maps the command word to its entry point."""
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Dict
 
 from omegaconf import DictConfig
 
-
-def _list(cfg: DictConfig) -> None:
-    from zoo.commands.registry_cmds import run_list
-
-    run_list(cfg)
-
-
-def _lookup(cfg: DictConfig) -> None:
-    from zoo.commands.registry_cmds import run_lookup
-
-    run_lookup(cfg)
-
-
-def _convert(cfg: DictConfig) -> None:
-    from zoo.commands.convert import run_convert
-
-    run_convert(cfg)
-
-
-def _validate(cfg: DictConfig) -> None:
-    from zoo.commands.validate import run_validate
-
-    run_validate(cfg)
-
-
-def _calib(cfg: DictConfig) -> None:
-    from zoo.commands.calib import run_calib
-
-    run_calib(cfg)
-
-
-def _publish(cfg: DictConfig) -> None:
-    from zoo.commands.publish import run_publish
-
-    run_publish(cfg)
-
-
-def _results(cfg: DictConfig) -> None:
-    from zoo.commands.results import run_results
-
-    run_results(cfg)
-
-
-def _gc(cfg: DictConfig) -> None:
-    from zoo.commands.gc import run_gc
-
-    run_gc(cfg)
-
-
-# Imports stay inside the entry points so `zoo list` never pays for torch.
-COMMANDS: Dict[str, Callable[[DictConfig], None]] = {
-    "list": _list,
-    "lookup": _lookup,
-    "convert": _convert,
-    "validate": _validate,
-    "calib": _calib,
-    "publish": _publish,
-    "results": _results,
-    "gc": _gc,
+# command -> "module:function"; imported on demand so `zoo list` never pays for torch.
+_ENTRY_POINTS = {
+    "list": "zoo.commands.registry_cmds:run_list",
+    "lookup": "zoo.commands.registry_cmds:run_lookup",
+    "convert": "zoo.commands.convert:run_convert",
+    "validate": "zoo.commands.validate:run_validate",
+    "calib": "zoo.commands.calib:run_calib",
+    "publish": "zoo.commands.publish:run_publish",
+    "results": "zoo.commands.results:run_results",
+    "gc": "zoo.commands.gc:run_gc",
 }
+
+
+def _lazy(entry: str) -> Callable[[DictConfig], None]:
+    module, function = entry.split(":")
+
+    def run(cfg: DictConfig) -> None:
+        getattr(importlib.import_module(module), function)(cfg)
+
+    return run
+
+
+COMMANDS: Dict[str, Callable[[DictConfig], None]] = {name: _lazy(entry) for name, entry in _ENTRY_POINTS.items()}
