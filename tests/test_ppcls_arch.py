@@ -23,7 +23,9 @@ import pytest
 paddle = pytest.importorskip("paddle")
 
 from zoo.converters.sources.paddle_export import PaddleExportError, paddle_to_onnx  # noqa: E402
-from zoo.converters.sources.pdparams import load_into, load_pdparams, read_pdparams, save_pdparams  # noqa: E402
+from zoo.converters.sources.pdparams import (  # noqa: E402
+    load_into, load_pdparams, read_pdparams, save_layer_state, save_pdparams,
+)
 from zoo.converters.sources.ppcls_arch import PPCLS_MODEL_NAMES, build_ppcls_model  # noqa: E402
 from zoo.errors import UserError  # noqa: E402
 
@@ -212,6 +214,18 @@ def test_save_pdparams_writes_what_paddle_save_writes(vd_model, tmp_path):
     assert ours.read_bytes() == theirs.read_bytes()
     again = paddle.load(str(ours))
     assert all(np.array_equal(again[k].numpy(), v.numpy()) for k, v in state.items())
+
+
+def test_save_layer_state_holds_what_paddle_save_holds(vd_model, tmp_path):
+    theirs, ours = tmp_path / "paddle.pdparams", tmp_path / "zoo.pdparams"
+    paddle.save(vd_model.state_dict(), str(theirs))
+    save_layer_state(vd_model, ours)
+    a, b = paddle.load(str(theirs)), paddle.load(str(ours))
+    assert list(a) == list(b)
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) and a[k].name == b[k].name for k in a)
+    arrays, names = read_pdparams(ours)
+    assert names == read_pdparams(theirs)[1]
+    assert all(np.array_equal(arrays[k], v.numpy()) for k, v in vd_model.state_dict().items())
 
 
 class _Reduce:

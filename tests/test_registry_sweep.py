@@ -1,6 +1,6 @@
 """Acceptance: every convertible (variant, source) in the registry converts to ONNX and validates.
 
-Fresh weights (weights=random) in each source's own library; 32x48d has its own >2 GiB path and
+Fresh weights (weights=random) in each source's own library; 32x48d (>2 GiB) is tests/test_wsl_giants.py, and
 MindCV has no converter yet. Slow (about a quarter of an hour on 2 cores), and part of CI.
 """
 from __future__ import annotations

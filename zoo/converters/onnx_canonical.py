@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import numpy as np
 import onnx
+from onnx.external_data_helper import (
+    ExternalDataInfo, load_external_data_for_model, uses_external_data,
+)
 
 from zoo.converters.spec import OnnxSpec
 
 PROTOBUF_LIMIT = 2**31 - 1  # bytes; beyond this a ModelProto cannot be serialised in one piece
+EXTERNAL_ABOVE = 1024  # bytes; smaller tensors stay inside the model file, as onnx.save_model does
 
 
 def external_data_name(model_path: Path) -> str:
@@ -105,23 +111,120 @@ def save(model: onnx.ModelProto, path: Path) -> List[Path]:
     if data.exists():
         data.unlink()  # onnx appends to an existing data file
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data.name, size_threshold=1024)
+                    location=data.name, size_threshold=EXTERNAL_ABOVE)
     return [path, data]
 
 
+@dataclass
+class Canonical:
+    files: List[Path]  # the model, then its external data file if it has one
+    simplify: Dict[str, object]  # what simplification did, or why it was skipped
+
+
 def finish(raw_path: Path, out_path: Path, spec: OnnxSpec, size: int, meta: Dict[str, object],
-           producer: str = "resnext-zoo") -> List[Path]:
-    """Raw export -> canonical ONNX at ``out_path``; returns the files written."""
-    model = onnx.load(str(raw_path), load_external_data=True)
-    model = set_io(model, spec)
-    if spec.simplify and model.ByteSize() < PROTOBUF_LIMIT:
-        model = simplify(model, spec, size)
-    model = onnx.shape_inference.infer_shapes(model)
-    set_metadata(model, meta)
-    make_deterministic(model, producer)
-    files = save(model, out_path)
+           producer: str = "resnext-zoo") -> Canonical:
+    """Raw export (with or without external data) -> canonical ONNX at ``out_path``."""
+    model = onnx.load(str(raw_path), load_external_data=False)  # the graph only: small at any model size
+    weight_bytes = external_bytes(model, Path(raw_path).parent)
+    if weight_bytes + model.ByteSize() < PROTOBUF_LIMIT:
+        if weight_bytes:
+            load_external_data_for_model(model, str(Path(raw_path).parent))
+        model = set_io(model, spec)
+        simplified = {"tool": "onnxsim", "applied": False}
+        if spec.simplify:
+            model = simplify(model, spec, size)
+            simplified["applied"] = True
+        model = onnx.shape_inference.infer_shapes(model)
+        set_metadata(model, meta)
+        make_deterministic(model, producer)
+        files = save(model, out_path)
+    else:
+        # Over 2 GiB, onnxsim cannot serialise the model. The exporters have already folded
+        # constants (torch's do_constant_folding, paddle2onnx's optimiser); what is left to do is
+        # shape inference, which needs only the graph, and moving the weights into one data file,
+        # streamed tensor by tensor so they are never all in memory.
+        model = set_io(model, spec)
+        model = onnx.shape_inference.infer_shapes(model)
+        set_metadata(model, meta)
+        make_deterministic(model, producer)
+        data = Path(out_path).parent / external_data_name(Path(out_path))
+        relocate_external_data(model, Path(raw_path).parent, data)
+        onnx.save_model(model, str(out_path))
+        files = [Path(out_path), data]
+        simplified = {"tool": "onnxsim", "applied": False,
+                      "skipped": f"{(weight_bytes + model.ByteSize()) / 2**30:.2f} GiB is over protobuf's 2 GiB "
+                                 "limit, which onnxsim needs to serialise the model; shape inference applied, "
+                                 "constants were folded by the exporter"}
     onnx.checker.check_model(str(out_path), full_check=True)
-    return files
+    return Canonical(files, simplified)
+
+
+def external_bytes(model: onnx.ModelProto, base_dir: Path) -> int:
+    """Bytes of the initializers that live in external data (0 for a self-contained model).
+
+    torch's exporter writes one file per tensor and records no length: the file's size counts."""
+    total = 0
+    for t in model.graph.initializer:
+        if uses_external_data(t):
+            info = ExternalDataInfo(t)
+            total += info.length or (Path(base_dir) / info.location).stat().st_size - (info.offset or 0)
+    return total
+
+
+def relocate_external_data(model: onnx.ModelProto, src_dir: Path, data_path: Path) -> None:
+    """Copy every external initializer into ``data_path`` (one file) and point the model at it.
+
+    Streams one tensor at a time, in initializer order, so the result is byte-identical for
+    identical inputs and peak memory is one tensor, whatever the exporter's file layout was."""
+    data_path.unlink(missing_ok=True)
+    with open(data_path, "wb") as out:
+        for t in model.graph.initializer:
+            if uses_external_data(t):
+                info = ExternalDataInfo(t)
+                with open(Path(src_dir) / info.location, "rb") as src:
+                    src.seek(info.offset or 0)
+                    payload = src.read(info.length) if info.length else src.read()
+            elif t.HasField("raw_data") and len(t.raw_data) >= EXTERNAL_ABOVE:
+                payload = t.raw_data
+                t.ClearField("raw_data")
+            else:
+                continue
+            offset = out.tell()
+            out.write(payload)
+            _point_at(t, data_path.name, offset, len(payload))
+
+
+def _point_at(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    """Make ``t`` reference ``length`` bytes at ``offset`` of ``location`` (onnx's own
+    ``set_external_data`` insists on a raw_data field, which a streamed tensor never had)."""
+    t.ClearField("raw_data")
+    del t.external_data[:]
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+    t.data_location = onnx.TensorProto.EXTERNAL
+
+
+class ExternalDataWriter:
+    """Append arrays to one external data file as initializers, one at a time (for exporters that
+    cannot write a model over 2 GiB themselves)."""
+
+    def __init__(self, data_path: Path) -> None:
+        self.path = Path(data_path)
+        self.path.unlink(missing_ok=True)
+        self._file = open(self.path, "wb")
+
+    def tensor(self, array: np.ndarray, name: str) -> onnx.TensorProto:
+        array = np.ascontiguousarray(array)
+        t = onnx.TensorProto(name=name, dims=list(array.shape),
+                             data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype))
+        offset = self._file.tell()
+        self._file.write(array.tobytes())  # little-endian hosts: ONNX raw data is little-endian
+        _point_at(t, self.path.name, offset, array.nbytes)
+        return t
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def file_size(paths: List[Path]) -> int:

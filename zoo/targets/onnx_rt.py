@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name
+from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name, save
 from zoo.errors import UserError
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 from zoo.targets.quantize import METHODS, ImageCalibrationReader, count_qdq, quantize_qdq
@@ -45,8 +45,11 @@ class OnnxTarget(Target):
             raise UserError("target.int8.calib_images must be at least 1")
 
     def prepare(self, job: TargetJob) -> Path:
-        """The canonical model, moved into the artifact folder (with its external data, if any)."""
+        """fp32: the canonical model, copied into the artifact folder (with its external data, if any);
+        fp16 / int8: where the converted model will be written (compile reads the canonical one)."""
         dst = job.stage / "model.onnx"
+        if job.precision != "fp32":
+            return dst
         shutil.copyfile(job.onnx_path, dst)
         data = job.onnx_path.with_name(external_data_name(job.onnx_path))
         if data.exists():
@@ -61,18 +64,24 @@ class OnnxTarget(Target):
         if job.precision == "fp32":
             return Built(files=_with_data(prepared), primary=prepared, compiled=True, compiler=compiler,
                          info={"parity_skipped": "the artifact is the canonical ONNX, checked against the source model"})
-        if _has_external_data(prepared):
-            raise UserError(f"{job.precision} ONNX of a model above 2 GiB is not supported; use precision=fp32")
-        fp32 = job.work / "fp32.onnx"
-        prepared.replace(fp32)
+        fp32 = job.onnx_path
+        large = _has_external_data(fp32)
+        if large and job.precision == "int8":
+            raise UserError("int8 ONNX of a model above 2 GiB is not supported here (static calibration of a "
+                            "3 GiB graph); use precision=fp16, or target=openvino")
+        files = [prepared]
         if job.precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
             from onnxruntime.transformers.onnx_model import OnnxModel
 
             keep_io = bool(job.options["fp16"]["keep_io_types"])
-            model = OnnxModel(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=keep_io))
+            # Over 2 GiB the fp32 model cannot be serialised for the converter's own shape inference;
+            # the canonical model already carries inferred shapes, so it is skipped there.
+            model = OnnxModel(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=keep_io,
+                                                       disable_shape_infer=large))
             model.topological_sort()  # the converter appends the input Cast last; the checker wants graph order
-            onnx.save_model(model.model, str(prepared))
+            files = save(model.model, prepared)  # one data file beside it if even fp16 is over 2 GiB
+            del model
             info = {"keep_io_types": keep_io, "tool": "onnxruntime.transformers.float16"}
             checks = [_io_dtype_check(prepared, "float32" if keep_io else "float16")]
         else:
@@ -92,7 +101,7 @@ class OnnxTarget(Target):
             checks = [Check("int8 model is QDQ", min(counts.values()) > 0,
                             f"{counts['QuantizeLinear']} QuantizeLinear, {counts['DequantizeLinear']} DequantizeLinear")]
         onnx.checker.check_model(str(prepared))
-        return Built(files=[prepared], primary=prepared, compiled=True, compiler=compiler, checks=checks, info=info)
+        return Built(files=files, primary=prepared, compiled=True, compiler=compiler, checks=checks, info=info)
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         return ort_runner(built.primary, None if job.spec.dynamic_batch else job.spec.batch)
@@ -110,6 +119,6 @@ def _has_external_data(path: Path) -> bool:
 def _io_dtype_check(path: Path, expected: str) -> Check:
     import onnx
 
-    g = onnx.load(str(path)).graph
+    g = onnx.load(str(path), load_external_data=False).graph
     types = {onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name for v in list(g.input) + list(g.output)}
     return Check("fp16 model input/output dtype", types == {expected}, f"inputs/outputs are {sorted(types)}, expected {expected}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -46,6 +46,15 @@ class SourceAdapter(ABC):
     def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
         """Load numpy arrays (as returned by :meth:`state_arrays`) into the model."""
 
+    @abstractmethod
+    def iter_state_arrays(self, model: Any) -> Iterator[Tuple[str, np.ndarray]]:
+        """Like :meth:`state_arrays`, one array at a time (views where the framework allows), so
+        a scan of a 3 GiB model never holds a copy of all of it."""
+
+    @abstractmethod
+    def update_state_arrays(self, model: Any, arrays: Dict[str, np.ndarray]) -> None:
+        """Overwrite some of the model's tensors, by their keys, in place."""
+
     def canonical_state(self, model: Any) -> Dict[str, np.ndarray]:
         """The weights under the canonical names (timm's ResNet state-dict names, float32, without
         ``num_batches_tracked``), for targets that rebuild the network in another framework."""
@@ -60,8 +69,13 @@ class SourceAdapter(ABC):
         """
         self.seed(seed)
         model = self.build(variant, weights, None)
-        self.set_state_arrays(model, perturb_constant_tensors(self.state_arrays(model), seed))
+        constant = {k: a.copy() for k, a in self.iter_state_arrays(model) if _is_constant(a)}
+        self.update_state_arrays(model, perturb_constant_tensors(constant, seed))
         return model
+
+
+def _is_constant(a: np.ndarray) -> bool:
+    return a.dtype.kind == "f" and a.size > 0 and bool(np.all(a == a.flat[0]))
 
 
 def perturb_constant_tensors(state: Dict[str, np.ndarray], seed: int) -> Dict[str, np.ndarray]:
@@ -71,7 +85,7 @@ def perturb_constant_tensors(state: Dict[str, np.ndarray], seed: int) -> Dict[st
     out = {}
     for key in sorted(state):
         a = state[key]
-        if a.dtype.kind == "f" and a.size > 0 and np.all(a == a.flat[0]):
+        if _is_constant(a):
             c = float(a.flat[0])
             noise = rng.uniform(0.5, 1.5, a.shape) * c if c > 0 else c + rng.normal(0.0, 0.05, a.shape)
             a = noise.astype(a.dtype)

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name
+from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, ExternalDataWriter, external_data_name
 
 # weights above this go into external data (leaves room for the graph itself under the 2 GiB limit)
 EXTERNAL_WEIGHTS_ABOVE = PROTOBUF_LIMIT - 256 * 2**20
@@ -75,7 +75,6 @@ def _run_paddle2onnx(program: Path, params: str, out: Path, opset: int, optimize
 def _attach_weights(skeleton: Path, out_path: Path, layer: Any) -> None:
     """Give a weightless conversion its weights, by Paddle parameter name, as external initializers."""
     import onnx
-    from onnx import numpy_helper
 
     model = onnx.load(str(skeleton))
     graph = model.graph
@@ -86,12 +85,14 @@ def _attach_weights(skeleton: Path, out_path: Path, layer: Any) -> None:
     missing = sorted(wanted - set(weights))
     if missing:
         raise PaddleExportError(f"the converted graph needs tensors the layer does not have: {', '.join(missing[:4])}")
-    for name in sorted(wanted):  # one tensor at a time: the numpy copy is dropped once serialised
-        graph.initializer.append(numpy_helper.from_array(weights[name].numpy(), name))
     data = out_path.with_name(external_data_name(out_path))
-    data.unlink(missing_ok=True)  # onnx appends to an existing file
-    onnx.save_model(model, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data.name, size_threshold=1024)
+    writer = ExternalDataWriter(data)
+    try:
+        for name in sorted(wanted):  # streamed: one tensor's numpy copy at a time, never the whole model
+            graph.initializer.append(writer.tensor(weights[name].numpy(), name))
+    finally:
+        writer.close()
+    onnx.save_model(model, str(out_path))
 
 
 def _export_model(layer: Any, append_softmax: bool) -> Any:

@@ -6,7 +6,7 @@ appended (the registry records ppcls outputs as probabilities), then paddle2onnx
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -42,9 +42,9 @@ class PpclsAdapter(SourceAdapter):
         return model
 
     def save_checkpoint(self, model: Any, path: Path) -> None:
-        import paddle
+        from zoo.converters.sources.pdparams import save_layer_state
 
-        paddle.save(model.state_dict(), str(path))  # exactly what PaddleClas publishes
+        save_layer_state(model, path)  # what paddle.save writes (what PaddleClas publishes), streamed
 
     def state_arrays(self, model: Any) -> Dict[str, np.ndarray]:
         return {k: v.numpy().copy() for k, v in model.state_dict().items()}
@@ -53,6 +53,15 @@ class PpclsAdapter(SourceAdapter):
         from zoo.converters.sources.pdparams import load_into
 
         load_into(model, state)
+
+    def iter_state_arrays(self, model: Any) -> Iterator[Tuple[str, np.ndarray]]:
+        for k, v in model.state_dict().items():
+            yield k, v.numpy()  # one copy at a time
+
+    def update_state_arrays(self, model: Any, arrays: Dict[str, np.ndarray]) -> None:
+        own = model.state_dict()
+        for k, a in arrays.items():
+            own[k].set_value(np.ascontiguousarray(a))
 
     def canonical_state(self, model: Any) -> Dict[str, np.ndarray]:
         from zoo.converters.sources.ppcls_names import to_canonical

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -15,7 +15,12 @@ from zoo.errors import UserError
 def load_torch_checkpoint(path: Path) -> Dict[str, torch.Tensor]:
     """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:  # memory-mapped: the weights are paged in from the file, not copied (3 GiB WSL models)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)  # a pre-zip (legacy) file
     except Exception as e:  # unpickling refused, or not a torch file at all
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"refusing to load {path}: not a plain torch checkpoint ({first[:200]})") from None
@@ -28,8 +33,12 @@ def load_torch_checkpoint(path: Path) -> Dict[str, torch.Tensor]:
 
 def load_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], model_name: str) -> None:
     """Check keys and shapes first, so a wrong checkpoint is one clear line, then load strictly."""
-    check_fit(model_name, shapes_of(state), shapes_of(model.state_dict()))
-    model.load_state_dict(state, strict=True)
+    own = model.state_dict()
+    check_fit(model_name, shapes_of(state), shapes_of(own))
+    # Same dtypes: adopt the checkpoint's tensors instead of copying them (one copy of the weights in
+    # memory, not two); otherwise copy, which casts (a float16 checkpoint into a float32 model).
+    same = all(state[k].dtype == v.dtype for k, v in own.items())
+    model.load_state_dict(state, strict=True, assign=same)
 
 
 class TorchAdapter(SourceAdapter):
@@ -44,6 +53,16 @@ class TorchAdapter(SourceAdapter):
 
     def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
         model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, strict=True)
+
+    def iter_state_arrays(self, model: Any) -> Iterator[Tuple[str, np.ndarray]]:
+        for k, v in model.state_dict().items():
+            yield k, v.detach().cpu().numpy()  # a view of the tensor, not a copy
+
+    def update_state_arrays(self, model: Any, arrays: Dict[str, np.ndarray]) -> None:
+        own = model.state_dict()
+        with torch.no_grad():
+            for k, a in arrays.items():
+                own[k].copy_(torch.from_numpy(np.ascontiguousarray(a)))
 
     def canonical_state(self, model: Any) -> Dict[str, np.ndarray]:
         # torchvision's and timm's ResNet names are the canonical names; BN step counters are not weights

@@ -1,0 +1,113 @@
+"""Acceptance: the WSL giant, resnext101_32x48d (828M parameters, 3.1 GiB in fp32), end to end.
+
+Over protobuf's 2 GiB limit: the canonical ONNX keeps its weights in one external data file beside
+the model, simplification is skipped with the reason recorded, and validation still checks params,
+MACs and parity against the source at batch 1. From torch hub's WSL build (torchvision's ResNet)
+and from PaddleClas, then to the targets that take a model that large here: fp16 ONNX and OpenVINO.
+32x8d, 32x16d and 32x32d go through the registry sweep. Slow (about 6 minutes on 2 cores), in CI.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import run_zoo
+from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
+
+pytestmark = pytest.mark.slow
+VARIANT = "resnext101_32x48d"
+TORCH_TAG = "fb_wsl_ig1b_ft_in1k"
+
+
+def _convert(out_dir, source, *extra):
+    proc = run_zoo("convert", f"model={VARIANT}", f"source={source}", "weights=random", f"out_dir={out_dir}",
+                   "progress=false", *extra, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout
+    return proc
+
+
+def _manifest(folder):
+    import json
+
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def torch_onnx(tmp_path_factory):
+    out = tmp_path_factory.mktemp("giant")
+    _convert(out, "torchvision", "golden=true")
+    return out / VARIANT / "torchvision" / TORCH_TAG / "onnx"
+
+
+def test_canonical_onnx_keeps_its_weights_in_one_data_file_covered_by_the_manifest(torch_onnx):
+    m = _manifest(torch_onnx)
+    assert m["status"] == "passed"
+    onnx_files = sorted(p.name for p in torch_onnx.iterdir() if p.name.startswith("model."))
+    assert onnx_files == ["model.onnx", "model.onnx.data"]
+    data = torch_onnx / "model.onnx.data"
+    assert data.stat().st_size > PROTOBUF_LIMIT > (torch_onnx / "model.onnx").stat().st_size
+    listed = {f["name"]: f for f in m["artifact"]["files"]}
+    assert listed["model.onnx.data"]["size"] == data.stat().st_size
+    assert listed["model.onnx.data"]["sha256"] == _sha256(data)
+    assert m["onnx"]["external_data"] is True
+    assert m["onnx"]["simplify"]["applied"] is False and "2 GiB" in m["onnx"]["simplify"]["skipped"]
+
+
+def test_validation_still_checks_params_macs_and_parity_at_batch_1(torch_onnx):
+    v = _manifest(torch_onnx)["validation"]
+    assert v["params"]["graph"] == v["params"]["architecture"] > 800_000_000
+    assert v["macs"]["passed"] and v["shapes"]["passed"]
+    assert v["parity"]["batch"] == 1
+    assert v["parity"]["sets"] and all(p["passed"] for p in v["parity"]["sets"].values())
+
+
+def test_every_stage_records_its_peak_memory(torch_onnx):
+    peaks = _manifest(torch_onnx)["peak_rss_mb"]["process"]
+    weights_mb = 828_411_176 * 4 / 2**20
+    assert {"build", "export", "canonicalise", "validate"} <= set(peaks)
+    assert all(0 < mb < 4 * weights_mb for mb in peaks.values())  # a record, not a benchmark: see bench/
+
+
+def test_the_model_loads_from_another_working_directory(torch_onnx, tmp_path):
+    golden = np.load(torch_onnx / "golden.npz")
+    x, ref = golden["inputs/images"][:1], golden["references/images"][:1]
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        rel = os.path.relpath(torch_onnx / "model.onnx", tmp_path)
+        sess = ort.InferenceSession(rel, providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"input": x})[0]
+    finally:
+        os.chdir(old)
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("target, precision, folder", [("onnx", "fp16", "onnx-fp16"), ("openvino", "fp32", "openvino")])
+def test_large_targets_pass_their_own_gates(tmp_path, target, precision, folder):
+    _convert(tmp_path, "torchvision", f"target={target}", f"precision={precision}")
+    m = _manifest(tmp_path / VARIANT / "torchvision" / TORCH_TAG / folder)
+    assert m["status"] == "passed", m["validation"]["target"]
+    sets = m["validation"]["target"]["parity"]["sets"]
+    assert sets and all(s["passed"] for s in sets.values())
+
+
+def test_paddleclas_giant_converts_and_validates(tmp_path):
+    _convert(tmp_path, "ppcls")
+    folder = tmp_path / VARIANT / "ppcls" / "wsl" / "onnx"
+    m = _manifest(folder)
+    assert m["status"] == "passed"
+    assert (folder / "model.onnx.data").stat().st_size > PROTOBUF_LIMIT
+    assert m["validation"]["params"]["graph"] == m["validation"]["params"]["architecture"]
+    assert all(p["passed"] for p in m["validation"]["parity"]["sets"].values())
