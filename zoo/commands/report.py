@@ -1,0 +1,76 @@
+"""`zoo report`: one self-contained HTML page over every artifact under out_dir.
+
+    python -m zoo report [out_dir=artifacts] [report_file=PATH] [filter='resnext101*'] [source=timm]
+
+The rows are those of `zoo results`; the registry adds every checkpoint's published numbers (the
+accuracy plot shows all of them, built or not) and each target's precisions (the grid's columns).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from zoo.commands.gc import current_config
+from zoo.commands.results import existing_out_dir, registry_facts
+from zoo.errors import UserError
+from zoo.results import gather, skipped_line
+
+DEFAULT_NAME = "report.html"
+
+
+def report_path(cfg: DictConfig, root: Path) -> Path:
+    """``report_file``, or ``<out_dir>/report.html`` next to what it describes."""
+    given = cfg.get("report_file")
+    path = Path(str(given)).expanduser() if given else root / DEFAULT_NAME
+    if path.is_dir():
+        raise UserError(f"report_file={given}: is a folder; name the HTML file to write")
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same folder, then a rename: a reader sees the old page or the new one, whole."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise UserError(f"report_file={path}: cannot write there ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from a web server or a colleague
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_report(cfg: DictConfig) -> None:
+    from zoo.registry.loader import load_registry
+    from zoo.registry.query import list_rows, match_variants
+    from zoo.report.html import Report, page
+
+    root = existing_out_dir(cfg)
+    out = report_path(cfg, root)
+    pattern = cfg.get("filter")
+    source = cfg.source.name if cfg.get("source") is not None else None
+    top1, aliases = registry_facts()
+    got = gather(root, top1, pattern, source, aliases)
+    reg = load_registry()
+    variants = [v.name for v in match_variants(reg, pattern)
+                if source is None or any(w.source == source for w in v.weights)]
+    rep = Report(out_dir=str(root.resolve()), generated=datetime.now(timezone.utc).astimezone(), rows=got.rows,
+                 skipped=got.skipped, checkpoints=list_rows(reg, pattern, source), variants=variants,
+                 precisions=current_config().precisions, selection={"filter": pattern, "source": source})
+    write_atomic(out, page(rep))
+    note = f"{len(got.rows)} artifact(s) under {root}"
+    if got.skipped:
+        note += "; " + skipped_line(got.skipped)
+    print(note, file=sys.stderr)
+    print(out)
