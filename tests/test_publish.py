@@ -442,3 +442,95 @@ def test_hf_dry_run_makes_no_request_and_no_token_is_one_line(built, tmp_path):
         none = publish(built, "hub=hf", "hub.repo=zoo-test/dry", env=hf_env(hub, tmp_path / "h2", token=None))
         assert_one_line_error(none, 2, "no Hugging Face token", "HF_TOKEN")
         assert hub.requests == []
+
+
+# ---------------------------------------------------------------- local paths stay local
+
+
+def test_public_manifest_reduces_local_paths_to_file_names_and_keeps_everything_else(tmp_path):
+    from zoo.publish.public import manifest_bytes, public_manifest
+    from zoo.store import write_json
+
+    url = "https://download.pytorch.org/models/resnext50_32x4d-7cdf4587.pth"
+    local = {
+        "weights": {"mode": "file", "path": "/home/alice/ckpts/my.pth", "sha256": "ab" * 32, "size": 7},
+        "accuracy": {"data": "../datasets/imagenet/val", "images_in_set": 3,
+                     "result": {"top1": 1.0, "skipped_examples": {"undecodable": ["/data/val/n01/x.JPEG"]}}},
+        "artifact": {"summary": ["kit notes in /srv/build/kit/readme.txt", f"from {url}", "scale 1/255"],
+                     "files": [{"name": "model.onnx", "sha256": "cd" * 32, "size": 9}]},
+        "mirrored": {"origin": "hf://timm/resnext50_32x4d.a1h_in1k/model.safetensors", "mirror": "~/m/a/model.bin"},
+    }
+    before = json.dumps(local, sort_keys=True)
+    public = public_manifest(local)
+    assert json.dumps(local, sort_keys=True) == before  # the local record is not touched
+    assert public["weights"] == {"mode": "file", "path": "my.pth", "sha256": "ab" * 32, "size": 7}
+    assert public["accuracy"]["data"] == "val"
+    assert public["accuracy"]["result"] == {"top1": 1.0, "skipped_examples": {"undecodable": ["x.JPEG"]}}
+    assert public["artifact"] == {"summary": ["kit notes in readme.txt", f"from {url}", "scale 1/255"],
+                                  "files": local["artifact"]["files"]}
+    assert public["mirrored"] == {"origin": local["mirrored"]["origin"], "mirror": "model.bin"}
+    # serialised exactly as the build writes it: a manifest without paths publishes byte for byte
+    write_json(tmp_path / "m.json", public)
+    assert manifest_bytes(public) == (tmp_path / "m.json").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def built_from_file(tmp_path_factory) -> tuple[Path, Path]:
+    from conftest import make_checkpoint
+
+    private = tmp_path_factory.mktemp("alice-private-checkpoints")
+    ckpt = make_checkpoint("resnext50_32x4d", "torchvision", private / "my-resnext.pth")
+    out = tmp_path_factory.mktemp("file-artifacts")
+    proc = run_zoo("convert", *ART, f"weights={ckpt}", f"out_dir={out}", "progress=false")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, ckpt
+
+
+def test_a_local_weights_path_is_not_published_but_its_hash_is(built_from_file, tmp_path):
+    from huggingface_hub import ModelCard
+
+    out, ckpt = built_from_file
+    folder = folder_of(out)
+    local_manifest = json.loads((folder / "manifest.json").read_text())
+    assert local_manifest["weights"]["path"] == str(ckpt)  # the premise: the build recorded where it read from
+    private = str(ckpt.parent).encode()
+    local_sha = sha256((folder / "manifest.json").read_bytes())
+
+    root = tmp_path / "mirror"
+    first = publish(out, *local(root))
+    assert first.returncode == 0, first.stderr
+    repo = root / REPO
+    files = [p for p in repo.rglob("*") if p.is_file()]
+    assert {p.name for p in files} == {"model.onnx", "manifest.json", "config.json", "README.md", ".zoo-publish.json"}
+    for p in files:
+        assert private not in p.read_bytes(), p
+    published = json.loads((repo / "manifest.json").read_text())
+    assert published["weights"] == {**local_manifest["weights"], "path": ckpt.name}
+    assert {k: v for k, v in published.items() if k != "weights"} == \
+        {k: v for k, v in local_manifest.items() if k != "weights"}
+    assert local_manifest["weights"]["sha256"] in ModelCard((repo / "README.md").read_text()).text
+    # the commit names the manifest it published; the build's own manifest is named in its description
+    published_sha = sha256((repo / "manifest.json").read_bytes())
+    assert published_sha != local_sha
+    (commit,) = json.loads((repo / ".zoo-publish.json").read_text())["commits"]
+    assert commit["manifest_sha256"] == published_sha and published_sha in commit["message"]
+    assert local_sha not in commit["message"] and f"local manifest.json sha256: {local_sha}" in commit["description"]
+    again = publish(out, *local(root))
+    assert again.returncode == 0 and set(actions(again.stdout).values()) == {"skip"} and "commit  none" in again.stdout
+
+    with FakeHub(TOKEN) as hub:
+        env = hf_env(hub, tmp_path / "hf-home")
+        sent = publish(out, "hub=hf", "hub.org=zoo-test", env=env)
+        assert sent.returncode == 0, sent.stderr
+        (call,) = hub.calls("commit")
+        header, *ops = call.body
+        uploaded = {op["value"]["path"]: base64.b64decode(op["value"]["content"]) if op["key"] == "file"
+                    else hub.objects[op["value"]["oid"]] for op in ops}
+        assert sorted(uploaded) == ["README.md", "config.json", "manifest.json", "model.onnx"]
+        for path, data in uploaded.items():
+            assert private not in data, path
+        assert uploaded["manifest.json"] == (repo / "manifest.json").read_bytes()
+        assert published_sha in header["value"]["summary"]
+        hub.requests.clear()
+        resent = publish(out, "hub=hf", "hub.org=zoo-test", env=env)
+        assert resent.returncode == 0 and "commit" not in [r.route for r in hub_requests(hub)]

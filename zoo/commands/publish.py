@@ -71,26 +71,35 @@ def repo_id_for(hub: DictConfig, manifest: Dict[str, Any]) -> str:
 
 
 def planned_files(folder: Path, manifest: Dict[str, Any], req, repo_id: str) -> List[PlannedFile]:
-    """The artifact's files, manifest.json, then the generated config.json and README.md."""
+    """The artifact's files, the public manifest.json, then the generated config.json and README.md.
+
+    What goes out is built from the public manifest (local paths reduced to file names, see
+    ``zoo.publish.public``); the local manifest only says which files to send and what they hash to."""
     from zoo.publish.card import config_bytes, config_json, input_dtype, model_card
+    from zoo.publish.public import manifest_bytes, public_manifest
     from zoo.registry.loader import load_registry
 
     files = [PlannedFile(f["name"], folder / f["name"], f["size"], f["sha256"]) for f in manifest["artifact"]["files"]]
-    m = folder / MANIFEST
-    files.append(PlannedFile(MANIFEST, m, m.stat().st_size, sha256_of(m)))
-    cfg = config_json(manifest, req.variant, req.weights, input_dtype(folder, manifest))
+    public = public_manifest(manifest)
+    files.append(planned_bytes(MANIFEST, manifest_bytes(public)))
+    cfg = config_json(public, req.variant, req.weights, input_dtype(folder, manifest))
     files.append(planned_bytes("config.json", config_bytes(cfg)))
-    card = model_card(manifest, load_registry(), req.variant, req.weights, repo_id, cfg)
+    card = model_card(public, load_registry(), req.variant, req.weights, repo_id, cfg)
     files.append(planned_bytes("README.md", card.encode("utf-8")))
     return files
 
 
-def commit_text(manifest: Dict[str, Any], manifest_sha256: str, files: List[PlannedFile]) -> tuple[str, str]:
+def commit_text(manifest: Dict[str, Any], manifest_sha256: str, files: List[PlannedFile],
+                local_sha256: str | None = None) -> tuple[str, str]:
+    """The commit names the sha256 of the manifest.json it publishes (the public copy, which anyone can check
+    against the repository); the build's own manifest, when its paths made it differ, is named in the body."""
     m = manifest
     message = (f"Publish {m['variant']} {m['source']}/{m['tag']} {m['target']} {m['precision']} "
                f"(manifest sha256 {manifest_sha256})")
+    local = ([f"local manifest.json sha256: {local_sha256} (published with local paths reduced to file names)"]
+             if local_sha256 and local_sha256 != manifest_sha256 else [])
     description = "\n".join([
-        f"manifest.json sha256: {manifest_sha256}",
+        f"manifest.json sha256: {manifest_sha256}", *local,
         f"status: {m['status']}; weights: {m['weights']['mode']}, sha256 {m['weights']['sha256']}",
         f"built by resnext-zoo {m.get('zoo_version', '?')} with {m['artifact']['compiler']}",
         "files:", *[f"  {f.path}  {f.size}  sha256 {f.sha256}" for f in files],
@@ -165,8 +174,8 @@ def run_publish(cfg: DictConfig) -> None:
     repo_id = repo_id_for(hub, manifest)
     dest = make_hub(hub, repo_id, bool(cfg.progress))
     files = planned_files(folder, manifest, req, repo_id)
-    manifest_sha256 = files[len(manifest["artifact"]["files"])].sha256
-    message, description = commit_text(manifest, manifest_sha256, files)
+    manifest_sha256 = files[len(manifest["artifact"]["files"])].sha256  # the published (public) manifest.json
+    message, description = commit_text(manifest, manifest_sha256, files, sha256_of(folder / MANIFEST))
     tag = str(hub.revision_tag) if hub.get("revision_tag") else None
     if bool(cfg.get("dry_run", False)):
         sys.stdout.write(dry_run_report(manifest, dest.where, message, dest.dry_run(files), tag))

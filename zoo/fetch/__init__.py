@@ -3,7 +3,8 @@
 ``fetch(FetchRequest(url=...))`` or ``fetch(FetchRequest(hf_hub_id=...))`` returns a file whose
 sha256 was checked on this very call: against the full digest when the registry has one, else
 against the digest prefix torchvision and mmcls put in their file names. Cache layout and write
-discipline: see ``zoo.fetch._store``. HTTP resume and retries: ``zoo.fetch._http``.
+discipline: see ``zoo.fetch._store``. HTTP resume and retries: ``zoo.fetch._http``. With ``mirror=DIR``
+the file is read from a local mirror instead of the network (layout: ``zoo.fetch._mirror``).
 """
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from filelock import FileLock
 
+from zoo.fetch import _mirror
 from zoo.fetch._common import Expect, FetchError, manual_hint, one_line, sha256_file
 from zoo.fetch._http import DownloadFailed, RetryPolicy, download
 from zoo.fetch._hub import DEFAULT_FILENAME, hub_download, resolve_url
 from zoo.fetch._store import Entry, Store
 
-__all__ = ["FetchRequest", "FetchedFile", "FetchError", "RetryPolicy", "default_cache_dir", "sha256_file", "fetch"]
+if TYPE_CHECKING:
+    from zoo.registry.schema import Weights
+
+__all__ = ["FetchRequest", "FetchedFile", "FetchError", "RetryPolicy", "default_cache_dir", "sha256_file", "fetch",
+           "request_for", "mirror_path", "write_to_mirror"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,28 @@ class FetchedFile:
     size: int
     origin: str     # the URL, or hf://<repo>/<filename>
     cache_hit: bool
+    mirror: Optional[Path] = None  # the mirror file it was read from on this call (None: cache or network)
+
+
+def request_for(weights: "Weights") -> FetchRequest:
+    """How a registry entry's checkpoint is fetched: its Hub file when it has one, else its URL."""
+    return FetchRequest(url=None if weights.hf_hub_id else weights.url, hf_hub_id=weights.hf_hub_id,
+                        filename=weights.filename, sha256=weights.sha256, sha256_prefix=weights.sha256_prefix)
+
+
+def mirror_path(req: FetchRequest, mirror: Path) -> Path:
+    """Where ``req``'s file lives in a mirror: ``<mirror>/<hf_hub_id>/<filename>`` or ``<mirror>/<host>/<path>``."""
+    rel = _mirror.relative_path(req.url, req.hf_hub_id, req.filename or DEFAULT_FILENAME)
+    return Path(mirror).expanduser() / rel
+
+
+def write_to_mirror(got: FetchedFile, req: FetchRequest, mirror_out: Path) -> Tuple[Path, bool]:
+    """Copy a fetched file into a mirror's layout (with a ``.sha256`` sidecar); (its path, whether it was written)."""
+    dest = mirror_path(req, mirror_out)
+    try:
+        return dest, _mirror.write_file(got.path, got.sha256, dest)
+    except OSError as e:
+        raise FetchError(f"cannot write {dest} into the mirror: {one_line(e)}") from None
 
 
 def default_cache_dir() -> Path:
@@ -61,10 +89,13 @@ def _manual_name(text: str) -> str:
 
 
 def fetch(req: FetchRequest, cache_dir: Optional[Path] = None, offline: bool = False, progress: bool = True,
-          retry: Optional[RetryPolicy] = None) -> FetchedFile:
-    """Return the requested file from the cache, downloading and verifying it first if needed."""
+          retry: Optional[RetryPolicy] = None, mirror: Optional[Path] = None) -> FetchedFile:
+    """Return the requested file from the cache, downloading (or, with ``mirror``, reading it from that
+    mirror instead of the network) and verifying it first if needed."""
     if bool(req.url) == bool(req.hf_hub_id):
         raise FetchError(f"a fetch needs exactly one of url or hf_hub_id, got url={req.url!r} hf_hub_id={req.hf_hub_id!r}")
+    # Checked before the cache: a mistyped mirror= fails the same way whether or not the cache holds the file.
+    in_mirror = mirror_path(req, _mirror.check_root(mirror)) if mirror is not None else None
     store = Store(Path(cache_dir) if cache_dir is not None else default_cache_dir())
     if req.url:
         if not req.url.startswith(("http://", "https://")):
@@ -94,6 +125,8 @@ def fetch(req: FetchRequest, cache_dir: Optional[Path] = None, offline: bool = F
             if stale:
                 store.discard(origin, expect)
                 note = f" ({stale}; deleted it)"
+            if in_mirror is not None:  # a mirror replaces the network: offline or not, nothing is requested
+                return _from_mirror(store, in_mirror, origin, url, expect, note)
             if req.url:
                 if offline:
                     raise FetchError(f"offline and {url} is not in the cache{note}; destination {dest}; {hint}")
@@ -105,6 +138,25 @@ def fetch(req: FetchRequest, cache_dir: Optional[Path] = None, offline: bool = F
 
 def _result(entry: Entry, origin: str, hit: bool) -> FetchedFile:
     return FetchedFile(path=entry.path, sha256=entry.sha256, size=entry.size, origin=origin, cache_hit=hit)
+
+
+def _from_mirror(store: Store, path: Path, origin: str, url: str, expect: Expect, note: str) -> FetchedFile:
+    if not path.is_file():
+        raise FetchError(f"{origin} is not in the mirror{note}: expected {path}; put the file there "
+                         f"(curl -L --create-dirs -o {path} '{url}') or fetch without mirror=")
+    check = expect if (expect.sha256 or expect.prefix) else Expect(sha256=_mirror.sidecar_digest(path))
+    try:
+        staged = store.stage(path.resolve())  # a hard link where the file systems allow, else a copy
+    except OSError as e:
+        raise FetchError(f"cannot read {path} from the mirror: {one_line(e)}") from None
+    got, size = sha256_file(staged), staged.stat().st_size
+    if not check.matches(got):
+        staged.unlink(missing_ok=True)  # only our link or copy: the mirror's file is the admin's to replace
+        raise FetchError(f"{path} in the mirror failed verification: expected {check.describe()}, got sha256 {got} "
+                         f"({size} bytes); the cache was not touched; replace the mirror's copy with {url}")
+    blob = store.commit(staged, got)
+    store.write_ref(origin, got, size)
+    return FetchedFile(path=blob, sha256=got, size=size, origin=origin, cache_hit=False, mirror=path)
 
 
 def _from_url(store: Store, url: str, expect: Expect, dest: Path, hint: str, progress: bool,

@@ -3,8 +3,9 @@
 A publish is one commit holding the artifact's files, its ``manifest.json``, a ``config.json`` with the
 preprocessing and labels a runtime needs, and a ``README.md`` model card, all generated from the registry
 and the manifest (``zoo.publish.card``). Files whose content the hub already holds (same sha256) are not
-sent again; when nothing differs, nothing is committed. The commit message names the sha256 of
-``manifest.json``, so a hub commit points back to exactly one validated build.
+sent again; when nothing differs, nothing is committed. The commit message names the sha256 of the
+published ``manifest.json`` (a copy with local paths reduced to file names: ``zoo.publish.public``), so a
+hub commit points back to exactly one validated build.
 
 Repository layout: one repository per artifact, named
 ``<org>/<variant>-<source>-<tag>-<target>[-<precision>]`` when ``hub.org`` is given instead of ``hub.repo``.
