@@ -46,7 +46,8 @@ def run_lookup(cfg: DictConfig) -> None:
             f"{v.name}  ({v.description})\n"
             f"  architecture: layers {a['layers']}, cardinality {a['cardinality']}, base width {a['base_width']}, "
             f"{a['stem']} stem, {a['shortcut']} shortcut, {a['num_classes']} classes\n"
-            f"  computed from the spec: {a['params_computed']:,} params, {a['gmacs_computed']} GMACs at "
+            f"  computed from the spec: {a['params_computed']:,} params ({a['fp32_bytes'] / 2**20:,.1f} MiB as float32), "
+            f"{a['gmacs_computed']} GMACs at "
             f"{v.input.size}x{v.input.size} ({a['mac_convention']})\n"
         )
         for note in v.notes:

@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from zoo.errors import UserError
-from zoo.registry.schema import Document, Source, Variant
+from zoo.registry.arch_stats import arch_stats
+from zoo.registry.schema import Arch, Document, Size, Source, Variant
 
 T = TypeVar("T")
 
@@ -97,6 +98,12 @@ def _check_consistency(
             raise UserError(f"{path}: deployments[{i}]: unknown source '{d.weights_source}'")
 
 
+def size_of(arch: Arch) -> Size:
+    """A variant's size, computed from its architecture (the only place ``Variant.size`` comes from)."""
+    params = arch_stats(arch).params
+    return Size(params=params, fp32_bytes=4 * params)
+
+
 def _natural(path: Path) -> list:
     """resnext50 before resnext101: compare the digit runs of file names as numbers."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem)]
@@ -124,8 +131,12 @@ def _load(root: Path) -> Registry:
     if not model_files:
         raise UserError(f"no variant files in {root / 'model'}")
     for path in model_files:
-        v = typed(Variant, read_yaml(path), path)
+        raw = read_yaml(path)
+        if isinstance(raw, dict) and "size" in raw:
+            raise UserError(f"{path}: key 'size' is computed from 'arch' when the registry loads; remove it")
+        v = typed(Variant, raw, path)
         _check_consistency(path, v, sources, documents)
+        v.size = size_of(v.arch)  # derived here, so it always matches the architecture
         variants[v.name] = v
     for v in variants.values():
         for a in v.aliases:

@@ -5,9 +5,9 @@ import difflib
 import fnmatch
 from typing import Any, Dict, List, Optional
 
-from zoo.errors import UserError
+from zoo.errors import Unavailable, UserError
 from zoo.registry.arch_stats import MAC_CONVENTION, arch_stats
-from zoo.registry.loader import Registry
+from zoo.registry.loader import Registry, size_of
 from zoo.registry.schema import InputSpec, Published, Variant, Weights
 
 
@@ -30,13 +30,13 @@ def select_weights(reg: Registry, v: Variant, source: str, tag: Optional[str] = 
     mine = [w for w in v.weights if w.source == source]
     if not mine:
         have = sorted({w.source for w in v.weights})
-        raise UserError(f"{v.name} is not published by {source}; it has source={','.join(have)}")
+        raise Unavailable(f"{v.name} is not published by {source}; it has source={','.join(have)}")
     if tag is None:
         return next(w for w in mine if w.default)
     for w in mine:
         if w.tag == tag:
             return w
-    raise UserError(f"{v.name} from {source} has no tag '{tag}'; tags: {', '.join(w.tag for w in mine)}")
+    raise Unavailable(f"{v.name} from {source} has no tag '{tag}'; tags: {', '.join(w.tag for w in mine)}")
 
 
 def effective_input(v: Variant, w: Weights) -> InputSpec:
@@ -72,6 +72,7 @@ def list_rows(reg: Registry, pattern: Optional[str] = None, source: Optional[str
         raise UserError(f"unknown source '{source}': known sources are {', '.join(sorted(reg.sources))}")
     rows = []
     for v in match_variants(reg, pattern):
+        size = v.size or size_of(v.arch)
         for w in v.weights:
             if source is not None and w.source != source:
                 continue
@@ -95,11 +96,14 @@ def list_rows(reg: Registry, pattern: Optional[str] = None, source: Optional[str
                 "license": w.license,
                 "weights": w.hf_hub_id or w.url,
                 "disputed": any(p.disputed for p in w.published),
+                "arch_params": size.params,  # computed from the architecture, unlike params_m
+                "fp32_mib": round(size.fp32_bytes / 2**20, 1),  # float32 weights: what memory planning starts from
             })
     return rows
 
 
-LIST_TABLE_COLUMNS = ["variant", "source", "tag", "default", "top1", "top5", "params_m", "complexity_g", "complexity", "output", "license"]
+LIST_TABLE_COLUMNS = ["variant", "source", "tag", "default", "top1", "top5", "params_m", "complexity_g", "complexity",
+                      "fp32_mib", "output", "license"]
 
 
 def _provenance(reg: Registry, p) -> Dict[str, Any]:
@@ -180,6 +184,7 @@ def architecture_summary(v: Variant) -> Dict[str, Any]:
         "shortcut": a.shortcut.value,
         "num_classes": a.num_classes,
         "params_computed": stats.params,
+        "fp32_bytes": (v.size or size_of(v.arch)).fp32_bytes,  # the float32 weights (Variant.size)
         "gmacs_computed": round(stats.macs / 1e9, 3),
         "mac_convention": MAC_CONVENTION,
         "notes": list(v.notes),

@@ -150,6 +150,18 @@ class Deployment:
 
 
 @dataclass
+class Size:
+    """How big a variant is, for schedulers deciding what fits in memory before loading anything.
+
+    Derived by the loader from ``arch`` (a variant file may not set it), so it cannot drift from
+    the architecture: a figure written by hand would go stale the day the arch is corrected.
+    """
+
+    params: int = 0  # learnable parameters, as zoo.registry.arch_stats counts them
+    fp32_bytes: int = 0  # the weights at 4 bytes each: what a float32 checkpoint or ONNX holds
+
+
+@dataclass
 class Variant:
     """One ResNeXt architecture and every checkpoint and result published for it."""
 
@@ -161,6 +173,7 @@ class Variant:
     weights: List[Weights] = MISSING
     deployments: List[Deployment] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    size: Optional[Size] = None  # derived from arch at load time (see Size); never set in a variant file
 
 
 @dataclass
