@@ -169,3 +169,22 @@ def test_a_sweep_skips_combinations_the_registry_does_not_have(tmp_path):
     skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped: ")]
     assert len(skipped) == 4 and "resnext152d_64x4d is not published by torchvision" in proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("word, near", [("out=/tmp/x", "out_dir"), ("tagt=x", "tag"), ("zzz=1", None)])
+def test_an_unknown_key_is_one_line_with_the_nearest_known_key(word, near):
+    proc = zoo("convert", "model=resnext50_32x4d", word)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown key" in proc.stderr
+    assert (f"did you mean {near}?" in proc.stderr) if near else "did you mean" not in proc.stderr
+
+
+def test_a_sweep_fails_a_job_that_cannot_fetch_but_skips_a_missing_combination(tmp_path):
+    """offline=true with an empty cache: the download is a failure of that job, not a skip."""
+    proc = zoo("-m", "convert", "model=resnext50_32x4d,resnext152d_64x4d", "source=torchvision", "offline=true",
+               f"out_dir={tmp_path}", "progress=false")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert sum(line.startswith("skipped: resnext152d_64x4d is not published by torchvision") for line in lines) == 1
+    assert sum(line.startswith("job failed:") for line in lines) == 1
+    assert "1 job(s) failed: model=resnext50_32x4d source=torchvision" in proc.stderr

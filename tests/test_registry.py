@@ -9,7 +9,7 @@ import pytest
 
 from zoo.registry.arch_stats import arch_stats
 from zoo.registry.loader import load_registry
-from zoo.registry.query import effective_input, list_rows, resolve_variant
+from zoo.registry.query import effective_input, list_rows, resolve_variant, select_weights
 
 SEEDS = Path(__file__).parent / "data" / "seeds"
 
@@ -120,7 +120,8 @@ def test_torchvision_weights_meta_agree():
     import torchvision.models as tvm
 
     reg = load_registry()
-    rows = [(v, w) for v, w in all_weights(reg) if w.source == "torchvision"]
+    # torchvision's own builders; the WSL hub build (torchvision's ResNet class) has no weights enum
+    rows = [(v, w) for v, w in all_weights(reg) if w.source == "torchvision" and not w.model_name.endswith("_wsl")]
     assert len(rows) == 5
     for v, w in rows:
         enum = tvm.get_model_weights(w.model_name)
@@ -200,3 +201,19 @@ def test_list_filters(reg):
         "resnext50d_32x4d", "resnext50d_64x4d", "resnext101d_32x4d", "resnext101d_64x4d",
         "resnext152d_32x4d", "resnext152d_64x4d",
     }
+
+
+def test_the_torch_hub_wsl_entry_builds_what_its_hubconf_builds():
+    """facebookresearch/WSL-Images: ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=48)."""
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    from zoo.converters.sources import get_adapter
+
+    reg = load_registry()
+    v = resolve_variant(reg, "resnext101_32x48d")
+    w = select_weights(reg, v, "torchvision", None)
+    assert w.model_name == "resnext101_32x48d_wsl" and w.url.endswith(f"-{w.sha256_prefix}.pth")
+    model = get_adapter("torchvision").create(v, w)
+    assert isinstance(model, ResNet) and isinstance(model.layer3[0], Bottleneck)
+    assert model.layer3[0].conv2.groups == 32 and model.layer1[0].conv2.out_channels == 32 * 48
+    assert sum(p.numel() for p in model.parameters()) == arch_stats(v.arch).params

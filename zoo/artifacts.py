@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
 from zoo.converters.spec import OnnxSpec
-from zoo.errors import UserError
+from zoo.errors import Unavailable, UserError
 from zoo.registry.loader import load_registry
 from zoo.registry.query import effective_input, resolve_variant, select_weights
 from zoo.store import MANIFEST, read_manifest, sha256_of
@@ -20,7 +20,7 @@ from zoo.targets.base import Built, Runner, TargetJob
 def require_manifest(folder: Path, convert_hint: str) -> Dict[str, Any]:
     m = read_manifest(folder)
     if m is None:
-        raise UserError(f"no artifact at {folder}; build it first: {convert_hint}")
+        raise Unavailable(f"no artifact at {folder}; build it first: {convert_hint}")
     return m
 
 

@@ -6,10 +6,12 @@ dispatches to the command.
 """
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import List, Optional, Tuple
 
-from zoo.errors import SweepError, UserError
+from zoo.errors import SweepError, Unavailable, UserError
 
 # Hydra flags that take a value as the next word.
 _FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
@@ -79,6 +81,7 @@ def _check_overrides(overrides: List[str]) -> List[str]:
             first = str(e).strip().splitlines()[0]
             raise UserError(f"malformed override '{word}': {first} (expected key=value)") from None
         key = ov.key_or_group
+        _check_key(ov, key, root)
         value = ov.value()
         if key == "model":
             if isinstance(value, str):
@@ -97,11 +100,47 @@ def _check_overrides(overrides: List[str]) -> List[str]:
                     raise UserError(f"unknown source '{s}': known sources are {', '.join(sorted(reg.sources))}")
         elif key == "format" and isinstance(value, str):
             check_format(value)
+        elif key == "hydra/launcher" and isinstance(value, str):
+            _check_launcher(value)
         elif key in ("target", "precision", "hub") and isinstance(value, str):
             names = sorted(p.stem for p in (root / key).glob("*.yaml"))
             if value not in names:
                 raise UserError(f"unknown {key} '{value}': choose one of {', '.join(names)}")
     return out
+
+
+def _check_key(ov, key: str, root) -> None:
+    """An override of a key the config does not have is one line with the nearest known key, not
+    Hydra's multi-line "Key 'x' is not in struct" (``+key=value`` adds a key on purpose)."""
+    import difflib
+
+    from zoo.registry.loader import read_yaml
+
+    if ov.is_add() or ov.is_force_add() or ov.is_delete() or "/" in key or key.startswith("hydra"):
+        return
+    top = key.split(".", 1)[0]
+    known = {k for k in read_yaml(root / "config.yaml") if k != "defaults"}
+    known |= {p.name for p in root.iterdir() if p.is_dir()}  # config groups: model, source, target ...
+    if top not in known:
+        near = difflib.get_close_matches(top, sorted(known), n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise UserError(f"unknown key '{top}': {hint}python -m zoo --cfg job lists every key")
+
+
+# The launcher presets in conf/hydra/launcher/ and the extra that installs each one's plugin.
+_LAUNCHER_PLUGINS = {"zoo_joblib": ("hydra_plugins.hydra_joblib_launcher", "sweep"),
+                     "zoo_ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
+                     "zoo_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm")}
+
+
+def _check_launcher(name: str) -> None:
+    """A preset whose plugin is not installed is one line naming the extra, not a Hydra trace."""
+    import importlib.util
+
+    if name in _LAUNCHER_PLUGINS:
+        module, extra = _LAUNCHER_PLUGINS[name]
+        if importlib.util.find_spec(module) is None:
+            raise UserError(f"hydra/launcher={name} needs its Hydra plugin: pip install 'resnext-zoo[{extra}]'")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -129,32 +168,98 @@ def _run_hydra(args: List[str]) -> None:
     from omegaconf import DictConfig
 
     from zoo.commands import COMMANDS
+    from zoo.isolation import JobCrashed, JobError, run_command_isolated  # also registers the presets' ${zoo.cpus:}
     from zoo.registry.loader import conf_dir
 
-    failed: List[str] = []
+    failures = _FailureRecord.create(args)
 
     def task(cfg: DictConfig) -> None:
         sweep = _in_multirun()
         try:
-            COMMANDS[cfg.command](cfg)
+            if sweep and cfg.command in ISOLATED_COMMANDS:
+                run_command_isolated(cfg)  # a native crash fails this job only
+            else:
+                COMMANDS[cfg.command](cfg)
         except UserError as e:
             if not sweep or isinstance(e, SweepError):
                 print(f"error: {e}", file=sys.stderr)
                 sys.exit(e.exit_code)
+            if not isinstance(e, Unavailable):  # bad input for this job (a failed download, a bad file)
+                failures.add(" ".join(_job_overrides()))
+                print(f"job failed: {e}; the sweep goes on", file=sys.stderr)
+                return
             # a combination the registry does not have (a variant a source does not publish ...) is
             # not a failure of the sweep: one line, and the next job runs
             print(f"skipped: {e}", file=sys.stderr)
+        except JobError as e:  # an unexpected exception in the job's child; its traceback is above
+            failures.add(" ".join(_job_overrides()))
+            print(f"job failed ({e}); the sweep goes on", file=sys.stderr)
         except SystemExit as e:
             if not sweep or e.code in (0, None):
                 raise
-            failed.append(" ".join(_job_overrides()))  # recorded in its manifest; the sweep goes on
-            print(f"job failed (exit {e.code}); the sweep goes on", file=sys.stderr)
+            why = e.why if isinstance(e, JobCrashed) else f"exit {e.code}"
+            failures.add(" ".join(_job_overrides()))  # recorded in its manifest; the sweep goes on
+            print(f"job failed ({why}); the sweep goes on", file=sys.stderr)
 
     sys.argv = [sys.argv[0] or "zoo", *args]
-    hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a Ray launcher's local instance sends no usage report
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+        failed = failures.read()
+    finally:
+        failures.remove()
     if failed:
         print(f"error: {len(failed)} job(s) failed: " + "; ".join(failed), file=sys.stderr)
         sys.exit(1)
+
+
+# Sweep jobs of these commands run in a child process (zoo.isolation): they load native backends.
+ISOLATED_COMMANDS = ("convert", "validate", "calib", "publish")
+
+
+class _FailureRecord:
+    """The failed jobs of one sweep, in a file: a parallel launcher runs jobs in other processes.
+
+    The file (written only when a job fails) lives under the download cache (``cache_dir=``,
+    ``$ZOO_CACHE`` or the user cache dir), which a cluster's nodes usually share, so SLURM jobs on
+    other machines are counted too.
+    """
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = path  # travels to launcher workers with the task function
+        self.local: List[str] = []  # no file (a single run) or an unwritable one: jobs that ran here
+
+    @classmethod
+    def create(cls, args: List[str]) -> "_FailureRecord":
+        import uuid
+
+        if "-m" not in args and "--multirun" not in args:
+            return cls(None)
+        from zoo.fetch import default_cache_dir
+
+        given = [a.split("=", 1)[1] for a in args if a.startswith("cache_dir=")]
+        root = Path(given[-1]).expanduser() if given and given[-1] not in ("", "null") else default_cache_dir()
+        return cls(root / "sweeps" / f"failed-{os.getpid()}-{uuid.uuid4().hex[:8]}.txt")
+
+    def add(self, job: str) -> None:
+        try:
+            if self.path is None:
+                raise OSError("no record file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:  # one short line per append
+                f.write(job.replace("\n", " ") + "\n")
+        except OSError:
+            self.local.append(job)
+
+    def read(self) -> List[str]:
+        lines: List[str] = []
+        if self.path is not None and self.path.is_file():
+            lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+        return lines + self.local
+
+    def remove(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def _in_multirun() -> bool:

@@ -7,5 +7,11 @@ class UserError(Exception):
     exit_code = 2
 
 
+class Unavailable(UserError):
+    """The combination asked for does not exist: a variant a source does not publish, a tag it lacks,
+    a source with no converter, a precision a target does not build, an artifact never built.
+    A sweep skips such a job with one line; any other error fails the job."""
+
+
 class SweepError(UserError):
     """Bad input that no job of a sweep can get past: it ends the sweep instead of skipping a job."""

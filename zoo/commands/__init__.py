@@ -11,11 +11,13 @@ _ENTRY_POINTS = {
     "list": "zoo.commands.registry_cmds:run_list",
     "lookup": "zoo.commands.registry_cmds:run_lookup",
     "convert": "zoo.commands.convert:run_convert",
+    "fetch": "zoo.commands.fetch:run_fetch",
     "validate": "zoo.commands.validate:run_validate",
     "calib": "zoo.commands.calib:run_calib",
     "publish": "zoo.commands.publish:run_publish",
     "results": "zoo.commands.results:run_results",
     "gc": "zoo.commands.gc:run_gc",
+    "report": "zoo.commands.report:run_report",
 }
 
 

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, ContextManager, Dict
 
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.converters.pipeline import ConvertRequest, Result, ValidationFailed, convert
-from zoo.errors import UserError
-from zoo.registry.loader import load_registry, typed
+from zoo.errors import Unavailable, UserError
+from zoo.registry.loader import load_registry, size_of, typed
 from zoo.registry.query import resolve_variant, select_weights
 from zoo.registry.schema import Variant
 
@@ -21,6 +22,7 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
     resolve_variant(reg, cfg.model.name)
     # The composed model config, overrides included, must still satisfy the schema.
     variant = typed(Variant, OmegaConf.to_container(cfg.model, resolve=True), Path(f"model={cfg.model.name}"), "model.")
+    variant.size = size_of(variant.arch)  # as the loader derives it: from the (possibly overridden) arch
     from zoo.converters.sources import PREFERENCE
 
     source = cfg.source.name if cfg.get("source") is not None else next(
@@ -40,7 +42,7 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
     precision = str(cfg.precision.name) if cfg.get("precision") is not None else str(options["default_precision"])
     supported = [str(p) for p in options["precisions"]]
     if precision not in supported:
-        raise UserError(f"target {target.name} does not support precision {precision}; it supports {', '.join(supported)}")
+        raise Unavailable(f"target {target.name} does not support precision {precision}; it supports {', '.join(supported)}")
     target.check_options(options, precision)
     spec = target.onnx_spec(options, precision)
     calib = cfg.get("calib_data")
@@ -51,6 +53,7 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
         calib_data=Path(calib).expanduser() if calib is not None else None, golden=bool(cfg.get("golden", False)),
         weights_mode=mode, weights_file=wfile, seed=int(cfg.seed), offline=bool(cfg.offline),
         cache_dir=Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else None,
+        mirror=Path(cfg.mirror).expanduser() if cfg.get("mirror") else None,
         out_root=Path(cfg.out_dir).expanduser(), force=bool(cfg.force), strict=bool(cfg.strict),
         progress=bool(cfg.progress),
     )
@@ -102,10 +105,53 @@ def summary(result: Result) -> str:
     return "\n".join(lines) + "\n"
 
 
+def is_cache_hit(req: ConvertRequest) -> bool:
+    """Whether ``convert(req)`` would return a passed artifact that is already there (nothing loaded)."""
+    from zoo.converters.pipeline import artifact_folder_name, request_key
+    from zoo.store import MANIFEST, artifact_dir, cache_hit
+
+    folder = artifact_dir(req.out_root, req.variant.name, req.weights.source, req.weights.tag,
+                          artifact_folder_name(req.target, req.precision))
+    return not req.force and (folder / MANIFEST).is_file() and cache_hit(folder, request_key(req)) is not None
+
+
+def run_if_cached(cfg: DictConfig) -> bool:
+    """A sweep job's quick path, in the sweep's own process: the request's checks (a combination the
+    registry does not have is a UserError here) and a cache hit's summary. False: there is real work."""
+    req = build_request(cfg)
+    if not is_cache_hit(req):
+        return False
+    sys.stdout.write(summary(convert(req)))
+    return True
+
+
+def memory_reservation(req: ConvertRequest, cfg: DictConfig) -> ContextManager[None]:
+    """Hold the conversion's estimated peak memory in this machine's ledger (zoo.memory_gate).
+
+    A cache hit loads nothing, so it reserves nothing and never waits behind a big conversion.
+    """
+    from zoo import memory_gate
+
+    budget = memory_gate.budget_bytes(cfg.get("memory_budget_gb"))
+    if is_cache_hit(req):
+        return nullcontext()
+    if cfg.get("memory_ledger"):
+        ledger = Path(cfg.memory_ledger).expanduser()
+    else:
+        from zoo.fetch import default_cache_dir
+
+        ledger = memory_gate.default_ledger(req.cache_dir or default_cache_dir())
+    size = req.variant.size or size_of(req.variant.arch)
+    need = memory_gate.estimate_peak_bytes(size.fp32_bytes, req.target)
+    label = f"{req.variant.name} {req.weights.source}/{req.weights.tag} -> {req.target} {req.precision}"
+    return memory_gate.reserved(need, budget, ledger, label)
+
+
 def run_convert(cfg: DictConfig) -> None:
     req = build_request(cfg)
     try:
-        result = convert(req)
+        with memory_reservation(req, cfg):
+            result = convert(req)
     except ValidationFailed as e:
         sys.stdout.write(summary(Result(e.manifest, e.folder, False)))
         print(f"error: {e}", file=sys.stderr)

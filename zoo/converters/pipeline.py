@@ -7,15 +7,13 @@ target's own checks -> write atomically. Nothing here knows any particular targe
 """
 from __future__ import annotations
 
-import gc
-import sys
-import time
-from contextlib import contextmanager
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 from zoo.converters.spec import OnnxSpec
+from zoo.converters.stages import StageMeter, release_memory
 from zoo.converters.sources import TOOLS, check_convertible
 from zoo.errors import UserError
 from zoo.registry.arch_stats import MAC_CONVENTION, arch_stats
@@ -44,6 +42,7 @@ class ConvertRequest:
     seed: int = 0
     offline: bool = False
     cache_dir: Optional[Path] = None
+    mirror: Optional[Path] = None  # read pretrained weights from this local mirror instead of the network
     out_root: Path = Path("artifacts")
     force: bool = False
     strict: bool = True
@@ -55,24 +54,6 @@ class Result:
     manifest: Dict[str, Any]
     folder: Path
     cache_hit: bool
-
-
-@dataclass
-class _Timer:
-    """Times each stage; with ``verbose`` also says on stderr which stage is running (long work)."""
-
-    verbose: bool = False
-    stages: Dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        if self.verbose:
-            print(f"[zoo] {name} ...", file=sys.stderr, flush=True)
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t, 3)
 
 
 def weights_identity(req: ConvertRequest) -> Dict[str, Any]:
@@ -119,7 +100,7 @@ def artifact_folder_name(target: str, precision: str) -> str:
     return target if precision == "fp32" else f"{target}-{precision}"
 
 
-def _resolve_checkpoint(req: ConvertRequest, adapter, workdir: Path, timer: _Timer) -> tuple[Path, Dict[str, Any]]:
+def _resolve_checkpoint(req: ConvertRequest, adapter, workdir: Path, timer: StageMeter) -> tuple[Path, Dict[str, Any]]:
     """The checkpoint file to load, and how it was obtained (for the manifest)."""
     w = req.weights
     if req.weights_mode == "file":
@@ -132,17 +113,20 @@ def _resolve_checkpoint(req: ConvertRequest, adapter, workdir: Path, timer: _Tim
             path = workdir / f"random-seed{req.seed}{adapter.checkpoint_suffix}"
             adapter.save_checkpoint(model, path)
             del model
-            gc.collect()
+            release_memory()
         return path, {"mode": "random", "seed": req.seed, "sha256": sha256_of(path),
                       "note": "freshly initialised weights; accuracy checks do not apply"}
-    from zoo.fetch import FetchRequest, fetch
+    from zoo.fetch import fetch, request_for
 
+    # Where the bytes came from (network or mirror) is not part of weights_identity: they are verified by hash.
     with timer("fetch"):
-        got = fetch(FetchRequest(url=None if w.hf_hub_id else w.url, hf_hub_id=w.hf_hub_id, filename=w.filename,
-                                 sha256=w.sha256, sha256_prefix=w.sha256_prefix),
-                    cache_dir=req.cache_dir, offline=req.offline, progress=req.progress)
-    return got.path, {"mode": "pretrained", "origin": got.origin, "sha256": got.sha256, "size": got.size,
-                      "cache_hit": got.cache_hit}
+        got = fetch(request_for(w), cache_dir=req.cache_dir, offline=req.offline, progress=req.progress,
+                    mirror=req.mirror)
+    info = {"mode": "pretrained", "origin": got.origin, "sha256": got.sha256, "size": got.size,
+            "cache_hit": got.cache_hit}
+    if got.mirror is not None:
+        info["mirror"] = str(got.mirror)
+    return got.path, info
 
 
 def _metadata(req: ConvertRequest, weights_info: Dict[str, Any]) -> Dict[str, object]:
@@ -175,6 +159,7 @@ def _validate(req: ConvertRequest, onnx_path: Path, references: Dict[str, Any]) 
     import onnx
     import onnxruntime as ort
 
+    from zoo.converters import onnx_canonical
     from zoo.validators.numerics import compare
     from zoo.validators.structure import analyse, check_shapes
 
@@ -190,14 +175,22 @@ def _validate(req: ConvertRequest, onnx_path: Path, references: Dict[str, Any]) 
     problems = check_shapes(s, size, v.arch.num_classes, None if req.spec.dynamic_batch else req.spec.batch)
     checks["shapes"] = {"input": [s.input_name, s.input_shape], "output": [s.output_name, s.output_shape],
                         "problems": problems, "passed": not problems}
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if onnx_path.with_name(onnx_canonical.external_data_name(onnx_path)).exists():
+        # The full optimisation level's NCHWc layout pass copies every weight: on a 3 GiB model it
+        # lifts the session's peak from 1.4x to 2.7x the weight bytes (measured). Basic still folds.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     parity, outputs = {}, {}
     batch = None if req.spec.dynamic_batch else req.spec.batch
+    if batch is None and _is_large(req):
+        batch = 1
     for name, (x, ref) in references.items():
         outputs[name] = run_batched(sess, s.input_name, x, batch)
         parity[name] = compare(ref, outputs[name], "fp32").as_dict()
     del sess
-    checks["parity"] = {"runtime": f"onnxruntime {ort.__version__} CPU", "precision": "fp32", "sets": parity,
+    release_memory()
+    checks["parity"] = {"runtime": f"onnxruntime {ort.__version__} CPU", "precision": "fp32", "batch": batch, "sets": parity,
                         "passed": all(p["passed"] for p in parity.values())}
     checks["accuracy"] = {"skipped": "weights=random" if req.weights_mode == "random" else "no dataset given"}
     checks["passed"] = all(checks[k]["passed"] for k in ("params", "macs", "shapes", "parity"))
@@ -205,7 +198,7 @@ def _validate(req: ConvertRequest, onnx_path: Path, references: Dict[str, Any]) 
 
 
 def _check_target(target, job, built, references: Dict[str, Any], canonical_out: Dict[str, Any],
-                  timer: "_Timer") -> Dict[str, Any]:
+                  timer: StageMeter) -> Dict[str, Any]:
     """The artifact against the canonical ONNX (where it runs here) and the target's own kit checks."""
     from zoo.validators.numerics import compare, gated, set_passes
 
@@ -228,6 +221,21 @@ def _check_target(target, job, built, references: Dict[str, Any], canonical_out:
         del runner
     result["passed"] = parity_ok and all(c.passed for c in built.checks)
     return result
+
+
+def _is_large(req: ConvertRequest) -> bool:
+    """Weights over protobuf's 2 GiB limit in fp32: the external-data path (the WSL 32x48d)."""
+    from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
+
+    return arch_stats(req.variant.arch, effective_input(req.variant, req.weights).size).params * 4 >= PROTOBUF_LIMIT
+
+
+def _run_source(adapter, model, x, batch: Optional[int]):
+    import numpy as np
+
+    if batch is None:
+        return adapter.run(model, x)
+    return np.concatenate([adapter.run(model, x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def run_batched(sess, input_name: str, x, batch: Optional[int]):
@@ -283,7 +291,7 @@ def convert(req: ConvertRequest) -> Result:
         if hit is not None:
             return Result(hit, folder, True)
 
-    timer = _Timer(verbose=req.progress)
+    timer = StageMeter(verbose=req.progress)
     with timer("import"):
         adapter = get_adapter(req.weights.source)
     with staged(folder) as stage:
@@ -297,7 +305,8 @@ def convert(req: ConvertRequest) -> Result:
             from zoo.validators.inputs import parity_inputs
 
             inputs = parity_inputs(spec_in, seed=req.seed)
-            references = {name: (x, adapter.run(model, x)) for name, x in inputs.items()}
+            per = 1 if _is_large(req) else None  # the giants: batch 1, so activations stay small too
+            references = {name: (x, _run_source(adapter, model, x, per)) for name, x in inputs.items()}
         golden_files: List[Path] = []
         if req.golden:
             from zoo.golden import write_golden
@@ -305,7 +314,8 @@ def convert(req: ConvertRequest) -> Result:
             golden_files = write_golden(stage, inputs, {n: r for n, (_, r) in references.items()}, {
                 "variant": req.variant.name, "source": req.weights.source, "tag": req.weights.tag,
                 "output": req.weights.output.value, "seed": req.seed})
-        raw = work / "raw.onnx"
+        (work / "raw").mkdir()
+        raw = work / "raw" / "model.onnx"  # its own folder: exporters may write external data beside it
         with timer("export"):
             adapter.export_onnx(model, raw, req.spec, spec_in.size)
         state_path = None
@@ -315,14 +325,14 @@ def convert(req: ConvertRequest) -> Result:
             state_path = work / "state.npz"
             np.savez(state_path, **adapter.canonical_state(model))
         del model  # give the source model's memory back before ONNX Runtime loads the artifact
-        gc.collect()
+        release_memory()
         from zoo.converters import onnx_canonical
 
         (work / "canonical").mkdir()
         canonical = work / "canonical" / "model.onnx"
         with timer("canonicalise"):
-            onnx_canonical.finish(raw, canonical, req.spec, spec_in.size, _metadata(req, weights_info))
-        raw.unlink()
+            made = onnx_canonical.finish(raw, canonical, req.spec, spec_in.size, _metadata(req, weights_info))
+        shutil.rmtree(raw.parent)
         with timer("validate"):
             checks, canonical_out = _validate(req, canonical, references)
         job = TargetJob(
@@ -337,8 +347,6 @@ def convert(req: ConvertRequest) -> Result:
         checks["target"] = _check_target(target, job, built, references, canonical_out, timer)
         checks["passed"] = checks["passed"] and checks["target"]["passed"]
         description = target.describe(job, built)
-        import shutil
-
         shutil.rmtree(work)
         status = "passed" if checks["passed"] else "failed"
         manifest = {
@@ -352,7 +360,8 @@ def convert(req: ConvertRequest) -> Result:
             "target": req.target,
             "precision": req.precision,
             "weights": weights_info,
-            "onnx": asdict(req.spec),
+            "onnx": {**asdict(req.spec), "simplify": made.simplify,
+                     "external_data": len(made.files) > 1},
             "options": req.options,
             "artifact": {
                 "primary": built.primary.name,
@@ -367,6 +376,7 @@ def convert(req: ConvertRequest) -> Result:
             "tools": tool_versions(_tools(req)),
             "validation": checks,
             "timings_s": timer.stages,
+            "peak_rss_mb": timer.memory(),
         }
         write_json(stage / MANIFEST, manifest)
     if status == "failed" and req.strict:

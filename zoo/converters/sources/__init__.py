@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 
 from zoo.converters.sources.base import SourceAdapter
-from zoo.errors import UserError
+from zoo.errors import Unavailable, UserError
 
 # source name -> "module:class"; imported on demand so one backend never loads another's library.
 ADAPTERS = {
@@ -26,7 +26,7 @@ PREFERENCE = ("torchvision", "timm", "mmcls", "ppcls")
 
 def check_convertible(source: str) -> None:
     if source not in ADAPTERS:
-        raise UserError(f"no converter for source '{source}' yet; convertible sources: {', '.join(ADAPTERS)}")
+        raise Unavailable(f"no converter for source '{source}' yet; convertible sources: {', '.join(ADAPTERS)}")
 
 
 def get_adapter(source: str) -> SourceAdapter:
