@@ -41,7 +41,7 @@ def sweep(overrides: List[str], cwd: Path, env: Dict[str, str]) -> Dict[str, Any
     elapsed = time.perf_counter() - t
     jobs = [m.groups() for m in map(SUMMARY.match, proc.stdout.splitlines()) if m]
     return {
-        "command": " ".join(cmd[1:]),
+        "command": " ".join(cmd[1:]).replace(str(cwd), "<tmp>"),  # no machine paths in the results
         "wall_s": round(elapsed, 2),
         "exit_code": proc.returncode,
         "built": sum(1 for j in jobs if j[5] == "PASSED" and not j[6]),

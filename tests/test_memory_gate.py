@@ -139,7 +139,7 @@ def test_budget_and_estimate():
         with pytest.raises(UserError, match="memory_budget_gb"):
             memory_gate.budget_bytes(bad)
     assert estimate_peak_bytes(1000, "mindir") > estimate_peak_bytes(1000, "onnx") > 1000
-    assert estimate_peak_bytes(1000, "a-target-not-measured") == int(1000 * memory_gate.DEFAULT_PEAK_FACTOR)
+    assert estimate_peak_bytes(1000, "a-target-not-measured") == memory_gate.BASE_BYTES + int(1000 * memory_gate.DEFAULT_PEAK_FACTOR)
 
 
 def test_convert_waits_for_memory_and_a_cache_hit_does_not(tmp_path):

@@ -1,9 +1,14 @@
-"""Acceptance: every convertible (variant, source) in the registry converts to ONNX and validates.
+"""Acceptance: a sweep of every convertible (variant, source) in the registry to ONNX, as users run it.
 
-Fresh weights (weights=random) in each source's own library; 32x48d (>2 GiB) is tests/test_wsl_giants.py, and
-MindCV has no converter yet. Slow (about a quarter of an hour on 2 cores), and part of CI.
+One Hydra multirun through the local parallel launcher (the zoo_joblib preset), fresh weights
+(weights=random) built by each source's own library. Every pair converts and validates, every
+combination the registry does not have is skipped with one line, and the identical sweep run again
+is all cache hits. 32x48d (>2 GiB) is tests/test_wsl_giants.py; MindCV has no converter yet.
+Slow (about ten minutes on 2 cores), and part of CI.
 """
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -11,28 +16,48 @@ from conftest import manifest_of, run_zoo
 from zoo.converters.sources import ADAPTERS
 from zoo.registry.loader import load_registry
 
-SKIP_VARIANTS = {"resnext101_32x48d"}
+EXCLUDED = "resnext101_32x48d"
+SOURCES = ",".join(ADAPTERS)
+SUMMARY = re.compile(r"^(\S+)  (\S+)/(\S+) -> onnx fp32\s+\[(\w+)\](  \(cache hit\))?$", re.M)
 
 
-def _pairs():
+def _expected():
     reg = load_registry()
-    for v in reg.variants.values():
-        if v.name in SKIP_VARIANTS:
-            continue
-        for w in v.weights:
-            if w.default and w.source in ADAPTERS:
-                yield pytest.param(v.name, w.source, w.tag, id=f"{v.name}-{w.source}")
+    pairs = {(v.name, w.source, w.tag) for v in reg.variants.values() if v.name != EXCLUDED
+             for w in v.weights if w.default and w.source in ADAPTERS}
+    missing = sum(1 for v in reg.variants.values() if v.name != EXCLUDED
+                  for s in ADAPTERS if not any(w.source == s for w in v.weights))
+    return pairs, missing
+
+
+def _sweep(out_dir):
+    return run_zoo("-m", "convert", f"model=glob(*,exclude={EXCLUDED})", f"source={SOURCES}", "target=onnx",
+                   "weights=random", f"out_dir={out_dir}", "progress=false", "hydra/launcher=zoo_joblib",
+                   cwd=out_dir, timeout=3600)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant, source, tag", list(_pairs()))
-def test_every_registry_pair_converts_and_validates(tmp_path, variant, source, tag):
-    proc = run_zoo("convert", f"model={variant}", f"source={source}", "weights=random", f"out_dir={tmp_path}",
-                   "progress=false", timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout
-    m = manifest_of(tmp_path, variant, source, tag)
-    v = m["validation"]
-    assert m["status"] == "passed"
-    assert v["params"]["graph"] == v["params"]["architecture"]
-    assert v["macs"]["graph"] == v["macs"]["architecture"]
-    assert all(p["passed"] for p in v["parity"]["sets"].values())
+def test_a_sweep_of_the_whole_registry_converts_validates_and_reruns_from_the_cache(tmp_path):
+    pairs, missing = _expected()
+    assert len(pairs) >= 25
+    first = _sweep(tmp_path)
+    assert first.returncode == 0, first.stderr[-4000:]
+    built = {(m[0], m[1], m[2]): m for m in SUMMARY.findall(first.stdout)}
+    assert set(built) == pairs, sorted(pairs ^ set(built))
+    assert first.stderr.count("skipped: ") == missing
+    failed = []
+    for variant, source, tag in sorted(pairs):
+        m = manifest_of(tmp_path, variant, source, tag)
+        v = m["validation"]
+        ok = (m["status"] == "passed" and v["params"]["graph"] == v["params"]["architecture"]
+              and v["macs"]["graph"] == v["macs"]["architecture"]
+              and all(p["passed"] for p in v["parity"]["sets"].values()))
+        if not ok:
+            failed.append(f"{variant}/{source}")
+    assert not failed, failed
+
+    again = _sweep(tmp_path)
+    assert again.returncode == 0, again.stderr[-4000:]
+    rerun = SUMMARY.findall(again.stdout)
+    assert {(m[0], m[1], m[2]) for m in rerun} == pairs
+    assert all(m[3] == "PASSED" and m[4] for m in rerun), [m for m in rerun if not m[4]]
