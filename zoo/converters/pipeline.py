@@ -21,7 +21,7 @@ from zoo.registry.query import effective_input
 from zoo.registry.schema import Variant, Weights
 from zoo.targets.base import TargetJob
 from zoo.store import (
-    MANIFEST, artifact_dir, artifact_key, cache_hit, sha256_of, staged, tool_versions, write_json,
+    MANIFEST, artifact_dir, artifact_lock, artifact_key, cache_hit, sha256_of, staged, tool_versions, write_json,
 )
 
 ZOO_VERSION = "0.1.0"
@@ -278,7 +278,6 @@ def _published_macs(w: Weights, measured: int) -> List[Dict[str, Any]]:
 
 
 def convert(req: ConvertRequest) -> Result:
-    from zoo.converters.sources import get_adapter
     from zoo.targets import get_target
 
     check_convertible(req.weights.source)
@@ -290,6 +289,17 @@ def convert(req: ConvertRequest) -> Result:
         hit = cache_hit(folder, key)
         if hit is not None:
             return Result(hit, folder, True)
+    # Two jobs asked for the same artifact at once: the second waits, then finds the first's result.
+    with artifact_lock(folder, announce=req.progress):
+        if not req.force:
+            hit = cache_hit(folder, key)
+            if hit is not None:
+                return Result(hit, folder, True)
+        return _build(req, target, folder, key)
+
+
+def _build(req: ConvertRequest, target, folder: Path, key: str) -> Result:
+    from zoo.converters.sources import get_adapter
 
     timer = StageMeter(verbose=req.progress)
     with timer("import"):
