@@ -108,7 +108,7 @@ def _drawable_checkpoints() -> List[dict]:
     from zoo.registry.loader import load_registry
     from zoo.registry.query import list_rows
 
-    return [c for c in list_rows(load_registry()) if c["top1"] is not None and c["complexity_g"]]
+    return [c for c in list_rows(load_registry()) if c["top1"] is not None]
 
 
 def _grid_cell(html: str, variant: str, target: str, precision: str) -> str:

@@ -97,6 +97,9 @@ def list_rows(reg: Registry, pattern: Optional[str] = None, source: Optional[str
                 "weights": w.hf_hub_id or w.url,
                 "disputed": any(p.disputed for p in w.published),
                 "arch_params": size.params,  # computed from the architecture, unlike params_m
+                # MACs counted from the architecture at this checkpoint's input size: one convention for
+                # every source (published figures mix MACs and FLOPs, 1 MAC = 2 FLOPs or not)
+                "arch_macs_g": round(arch_stats(v.arch, effective_input(v, w).size).macs / 1e9, 3),
                 "fp32_mib": round(size.fp32_bytes / 2**20, 1),  # float32 weights: what memory planning starts from
             })
     return rows

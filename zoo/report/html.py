@@ -143,14 +143,14 @@ def page(rep: Report) -> str:
     cols = grid.columns(rep.precisions, rep.rows)
     drawn = plots.drawable(rep.checkpoints)
     left_out = [f"{c['variant']} {c['source']}:{c['tag']}" for c in rep.checkpoints if c not in drawn]
-    not_drawn = (f" Not drawn ({len(left_out)}: no published top-1 or complexity): {', '.join(left_out)}."
+    not_drawn = (f" Not drawn ({len(left_out)}: no published top-1): {', '.join(left_out)}."
                  if left_out else "")
     figures = [
         _figure("plot-accuracy", plots.accuracy_vs_compute(rep.checkpoints),
                 "Every checkpoint in the registry selection, built or not: published top-1 against the "
-                "published MACs (filled) or, where a source publishes only FLOPs, those FLOPs as published "
-                "(hollow; some sources count a multiply-accumulate as two FLOPs). The dashed line is the "
-                "Pareto front: no other checkpoint is as accurate for less compute." + not_drawn),
+                "MACs counted from its architecture at its input size (one convention for all: the sources' "
+                "own tables mix MACs and FLOPs). The dashed line is the Pareto front: no other checkpoint "
+                "is as accurate for less compute." + not_drawn),
         _figure("plot-size", plots.size_and_time(rep.rows, cols),
                 "Bars: median per target; dots: each artifact. Time is the sum of every stage of the build."),
         _figure("plot-parity", plots.parity(rep.rows, cols),

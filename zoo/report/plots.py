@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 Column = Tuple[str, str]
 # Exact zeros cannot sit on a log axis: they are drawn on this floor, and the caption says so.
 LOG_FLOOR = 1e-10
-_MARKERS = {"MACs": "o", "FLOPs": "s"}
+_MARKERS = ("o", "s", "^", "D", "v")  # one per source, besides its colour
 
 
 def _require() -> None:
@@ -68,48 +68,44 @@ def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
 
 
 def drawable(checkpoints: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
-    """The checkpoints that publish both a top-1 and a complexity: the others have no place on the plot."""
-    return [c for c in checkpoints if c.get("top1") is not None and c.get("complexity_g")]
+    """The checkpoints that publish a top-1: the others have no place on the plot."""
+    return [c for c in checkpoints if c.get("top1") is not None and c.get("arch_macs_g")]
 
 
 def accuracy_vs_compute(checkpoints: Sequence[Mapping[str, Any]]) -> str:
-    """Published top-1 against published complexity, a point per checkpoint, with the Pareto front.
+    """Published top-1 against MACs, a point per checkpoint, with the Pareto front.
 
-    Complexity is the registry's published MACs, or its published FLOPs where that is all the source
-    gives: those are drawn as published, with their own marker, since some sources count one MAC as
-    two FLOPs and others do not."""
+    MACs are counted from the architecture at the checkpoint's input size, not taken from the
+    sources' tables: those mix MACs and FLOPs (some count one multiply-accumulate as two FLOPs), and
+    a front drawn across conventions would compare unlike numbers."""
     _require()
-    title = "Published top-1 against published complexity"
+    title = "Published top-1 against MACs"
     pts = drawable(checkpoints)
     if not pts:
-        return no_data(title, "no checkpoint in the registry selection publishes both top-1 and MACs / FLOPs",
-                       "accuracy")
+        return no_data(title, "no checkpoint in the registry selection publishes a top-1", "accuracy")
     fig = Figure(figsize=(10, 6))
     ax = fig.add_subplot()
     sources = sorted({c["source"] for c in pts})
     colour = {s: f"C{i % 10}" for i, s in enumerate(sources)}
-    for conv, marker in _MARKERS.items():
-        for s in sources:
-            mine = [c for c in pts if c["source"] == s and c["complexity"] == conv]
-            if mine:
-                ax.scatter([c["complexity_g"] for c in mine], [c["top1"] for c in mine], marker=marker, s=28,
-                           label=f"{s} ({conv if conv == 'MACs' else 'FLOPs as published'})",
-                           facecolors=colour[s] if conv == "MACs" else "none", edgecolors=colour[s], zorder=3)
-    front = [pts[i] for i in pareto_front([(c["complexity_g"], c["top1"]) for c in pts])]
-    ax.plot([c["complexity_g"] for c in front], [c["top1"] for c in front], drawstyle="steps-post",
+    for i, s in enumerate(sources):
+        mine = [c for c in pts if c["source"] == s]
+        ax.scatter([c["arch_macs_g"] for c in mine], [c["top1"] for c in mine], marker=_MARKERS[i % len(_MARKERS)],
+                   s=28, label=s, color=colour[s], zorder=3)
+    front = [pts[i] for i in pareto_front([(c["arch_macs_g"], c["top1"]) for c in pts])]
+    ax.plot([c["arch_macs_g"] for c in front], [c["top1"] for c in front], drawstyle="steps-post",
             color="#444444", linestyle="--", linewidth=1, label="Pareto front", zorder=2)
     for c in pts:
-        ax.annotate(f"{c['variant'].removeprefix('resnext')} {c['tag']}", (c["complexity_g"], c["top1"]),
+        ax.annotate(f"{c['variant'].removeprefix('resnext')} {c['tag']}", (c["arch_macs_g"], c["top1"]),
                     xytext=(4, 3), textcoords="offset points", fontsize=6, color=colour[c["source"]])
     ax.set_xscale("log")
     ax.margins(x=0.12)  # room for the rightmost point's label inside the axes
-    lo, hi = min(c["complexity_g"] for c in pts), max(c["complexity_g"] for c in pts)
+    lo, hi = min(c["arch_macs_g"] for c in pts), max(c["arch_macs_g"] for c in pts)
     ticks = [t for t in (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 60, 80, 100, 150, 200, 300, 500, 1000)
              if lo / 1.2 <= t <= hi * 1.2]
     if len(ticks) >= 2:  # plain numbers read better than 10^1 on a range this short
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("published complexity, G (MACs; hollow markers: FLOPs as the source publishes them)")
+    ax.set_xlabel("GMACs, counted from the architecture at the checkpoint's input size")
     ax.set_ylabel("published top-1, %")
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
