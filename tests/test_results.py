@@ -112,6 +112,8 @@ def test_json_rows_carry_the_manifests_numbers(tree):
             (tree / VARIANT / SOURCE / TAG / target / f["name"]).stat().st_size for f in files)
         assert r["timings_s"] == m["timings_s"]
         assert r["time_s"] == round(sum(m["timings_s"].values()), 1)
+        peaks = m["peak_rss_mb"]["process"]
+        assert max(peaks.values()) <= r["peak_rss_mib"] < 64 * 1024  # the largest stage, its child counted
         assert r["stages"].startswith(f"import {m['timings_s']['import']:.1f} ")
         assert r["top1"] is None and r["top1_published"] == _published_top1()
     target_sets = _manifest(tree, "openvino")["validation"]["target"]["parity"]["sets"].values()

@@ -183,8 +183,17 @@ def manifest_row(m: Dict[str, Any], folder: Path, published_top1: PublishedTop1)
         "time_s": round(sum(timings.values()), 1),
         "stages": stages_line(timings),
         "timings_s": timings,
+        "peak_rss_mib": _peak(m.get("peak_rss_mb")),
         "folder": str(folder),
     }
+
+
+def _peak(memory: Optional[Mapping[str, Mapping[str, float]]]) -> Optional[float]:
+    """The build's peak: the largest stage, counting a stage's child process with it (older manifests: None)."""
+    if not memory:
+        return None
+    process, child = memory.get("process", {}), memory.get("child", {})
+    return round(max(process.get(s, 0.0) + child.get(s, 0.0) for s in set(process) | set(child)), 1)
 
 
 def reason(m: Dict[str, Any]) -> str:
