@@ -106,7 +106,8 @@ def test_bad_target_input_is_one_line_and_exit_2(tmp_path, args, needle):
 
 def test_a_target_that_disagrees_with_the_canonical_onnx_fails_its_gate(tmp_path):
     """The gate itself: an artifact whose outputs drift is a failure, whatever its kit checks say."""
-    from zoo.converters.pipeline import _check_target, _Timer
+    from zoo.converters.pipeline import _check_target
+    from zoo.converters.stages import StageMeter
     from zoo.targets.base import Built, Check, Target
 
     class Drifting(Target):  # a stand-in target whose runtime output is off by a constant
@@ -128,7 +129,7 @@ def test_a_target_that_disagrees_with_the_canonical_onnx_fails_its_gate(tmp_path
     rng = np.random.default_rng(0)
     canonical = {"images": rng.standard_normal((3, 1000)).astype(np.float32)}
     refs = {"images": (np.zeros((3, 3, 8, 8), np.float32), canonical["images"])}
-    result = _check_target(Drifting(), Job(), Drifting().compile(None, tmp_path / "m.onnx"), refs, canonical, _Timer())
+    result = _check_target(Drifting(), Job(), Drifting().compile(None, tmp_path / "m.onnx"), refs, canonical, StageMeter())
     assert result["passed"] is False
     assert result["parity"]["sets"]["images"]["cosine"] < 0.99999
 

@@ -61,8 +61,8 @@ def test_canonical_onnx_keeps_its_weights_in_one_data_file_covered_by_the_manife
     listed = {f["name"]: f for f in m["artifact"]["files"]}
     assert listed["model.onnx.data"]["size"] == data.stat().st_size
     assert listed["model.onnx.data"]["sha256"] == _sha256(data)
-    assert m["onnx"]["external_data"] is True
-    assert m["onnx"]["simplify"]["applied"] is False and "2 GiB" in m["onnx"]["simplify"]["skipped"]
+    assert m["canonical"]["external_data"] is True
+    assert m["canonical"]["simplify"]["applied"] is False and "2 GiB" in m["canonical"]["simplify"]["skipped"]
 
 
 def test_validation_still_checks_params_macs_and_parity_at_batch_1(torch_onnx):

@@ -32,12 +32,13 @@ def _convert_hint(cfg: DictConfig, req) -> str:
 @contextmanager
 def _source_runner(req) -> Iterator:
     """The source framework's own model with the request's weights (pretrained, a file or random)."""
-    from zoo.converters.pipeline import _Timer, _resolve_checkpoint
+    from zoo.converters.pipeline import _resolve_checkpoint
+    from zoo.converters.stages import StageMeter
     from zoo.converters.sources import get_adapter
 
     adapter = get_adapter(req.weights.source)
     with tempfile.TemporaryDirectory(prefix="zoo-validate-") as work:
-        checkpoint, _ = _resolve_checkpoint(req, adapter, Path(work), _Timer())
+        checkpoint, _ = _resolve_checkpoint(req, adapter, Path(work), StageMeter())
         model = adapter.build(req.variant, req.weights, checkpoint)
         yield lambda x: adapter.run(model, x)
 

@@ -370,8 +370,8 @@ def _build(req: ConvertRequest, target, folder: Path, key: str) -> Result:
             "target": req.target,
             "precision": req.precision,
             "weights": weights_info,
-            "onnx": {**asdict(req.spec), "simplify": made.simplify,
-                     "external_data": len(made.files) > 1},
+            "onnx": asdict(req.spec),
+            "canonical": {"simplify": made.simplify, "external_data": len(made.files) > 1},
             "options": req.options,
             "artifact": {
                 "primary": built.primary.name,
