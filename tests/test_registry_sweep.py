@@ -9,6 +9,7 @@ Slow (about ten minutes on 2 cores), and part of CI.
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 
@@ -36,8 +37,15 @@ def _sweep(out_dir):
                    cwd=out_dir, timeout=3600)
 
 
+@pytest.fixture
+def out_dir(tmp_path):
+    yield tmp_path
+    shutil.rmtree(tmp_path)  # 29 artifacts, about 6 GB: not kept for the rest of the session
+
+
 @pytest.mark.slow
-def test_a_sweep_of_the_whole_registry_converts_validates_and_reruns_from_the_cache(tmp_path):
+def test_a_sweep_of_the_whole_registry_converts_validates_and_reruns_from_the_cache(out_dir):
+    tmp_path = out_dir
     pairs, missing = _expected()
     assert len(pairs) >= 25
     first = _sweep(tmp_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -48,7 +49,14 @@ def _sha256(path) -> str:
 def torch_onnx(tmp_path_factory):
     out = tmp_path_factory.mktemp("giant")
     _convert(out, "torchvision", "golden=true")
-    return out / VARIANT / "torchvision" / TORCH_TAG / "onnx"
+    yield out / VARIANT / "torchvision" / TORCH_TAG / "onnx"
+    shutil.rmtree(out)  # 3 GB: not left for the rest of the session
+
+
+@pytest.fixture
+def big_tmp(tmp_path):
+    yield tmp_path
+    shutil.rmtree(tmp_path)  # each giant artifact is GBs; pytest would keep them until the session ends
 
 
 def test_canonical_onnx_keeps_its_weights_in_one_data_file_covered_by_the_manifest(torch_onnx):
@@ -95,7 +103,8 @@ def test_the_model_loads_from_another_working_directory(torch_onnx, tmp_path):
 
 
 @pytest.mark.parametrize("target, precision, folder", [("onnx", "fp16", "onnx-fp16"), ("openvino", "fp32", "openvino")])
-def test_large_targets_pass_their_own_gates(tmp_path, target, precision, folder):
+def test_large_targets_pass_their_own_gates(big_tmp, target, precision, folder):
+    tmp_path = big_tmp
     _convert(tmp_path, "torchvision", f"target={target}", f"precision={precision}")
     m = _manifest(tmp_path / VARIANT / "torchvision" / TORCH_TAG / folder)
     assert m["status"] == "passed", m["validation"]["target"]
@@ -103,7 +112,8 @@ def test_large_targets_pass_their_own_gates(tmp_path, target, precision, folder)
     assert sets and all(s["passed"] for s in sets.values())
 
 
-def test_paddleclas_giant_converts_and_validates(tmp_path):
+def test_paddleclas_giant_converts_and_validates(big_tmp):
+    tmp_path = big_tmp
     _convert(tmp_path, "ppcls")
     folder = tmp_path / VARIANT / "ppcls" / "wsl" / "onnx"
     m = _manifest(folder)

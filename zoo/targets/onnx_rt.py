@@ -6,6 +6,7 @@ and symmetric, calibrated on images preprocessed exactly as the registry says.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import List, Optional
@@ -50,10 +51,10 @@ class OnnxTarget(Target):
         dst = job.stage / "model.onnx"
         if job.precision != "fp32":
             return dst
-        shutil.copyfile(job.onnx_path, dst)
+        _link_or_copy(job.onnx_path, dst)
         data = job.onnx_path.with_name(external_data_name(job.onnx_path))
         if data.exists():
-            shutil.copyfile(data, dst.with_name(external_data_name(dst)))
+            _link_or_copy(data, dst.with_name(external_data_name(dst)))
         return dst
 
     def compile(self, job: TargetJob, prepared: Path) -> Built:
@@ -105,6 +106,15 @@ class OnnxTarget(Target):
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         return ort_runner(built.primary, None if job.spec.dynamic_batch else job.spec.batch)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows (the work copy is deleted after the build: a 3 GiB
+    model is not written twice), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _with_data(path: Path) -> List[Path]:
