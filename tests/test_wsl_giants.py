@@ -8,7 +8,6 @@ and from PaddleClas, then to the targets that take a model that large here: fp16
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 
@@ -18,6 +17,7 @@ import pytest
 
 from conftest import run_zoo
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
+from zoo.store import sha256_of
 
 pytestmark = pytest.mark.slow
 VARIANT = "resnext101_32x48d"
@@ -35,14 +35,6 @@ def _manifest(folder):
     import json
 
     return json.loads((folder / "manifest.json").read_text())
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +60,7 @@ def test_canonical_onnx_keeps_its_weights_in_one_data_file_covered_by_the_manife
     assert data.stat().st_size > PROTOBUF_LIMIT > (torch_onnx / "model.onnx").stat().st_size
     listed = {f["name"]: f for f in m["artifact"]["files"]}
     assert listed["model.onnx.data"]["size"] == data.stat().st_size
-    assert listed["model.onnx.data"]["sha256"] == _sha256(data)
+    assert listed["model.onnx.data"]["sha256"] == sha256_of(data)
     assert m["canonical"]["external_data"] is True
     assert m["canonical"]["simplify"]["applied"] is False and "2 GiB" in m["canonical"]["simplify"]["skipped"]
 

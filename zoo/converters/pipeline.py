@@ -227,7 +227,9 @@ def _is_large(req: ConvertRequest) -> bool:
     """Weights over protobuf's 2 GiB limit in fp32: the external-data path (the WSL 32x48d)."""
     from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
 
-    return arch_stats(req.variant.arch, effective_input(req.variant, req.weights).size).params * 4 >= PROTOBUF_LIMIT
+    from zoo.registry.loader import size_of
+
+    return (req.variant.size or size_of(req.variant.arch)).fp32_bytes >= PROTOBUF_LIMIT  # the registry's size field
 
 
 def _run_source(adapter, model, x, batch: Optional[int]):
