@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,36 @@ def make_checkpoint(variant: str, source: str, path: Path, seed: int = 0, tag: O
     model = adapter.fresh(v, w, seed)
     adapter.save_checkpoint(model, path)
     return path
+
+
+VARIANT, TORCH_TAG = "resnext101_32x48d", "fb_wsl_ig1b_ft_in1k"  # the WSL giant, over 2 GiB in fp32
+
+
+def convert_giant(out_dir: Path, source: str, *extra: str) -> subprocess.CompletedProcess:
+    """``zoo convert`` of the WSL giant with fresh weights into ``out_dir``, asserted to succeed."""
+    proc = run_zoo("convert", f"model={VARIANT}", f"source={source}", "weights=random", f"out_dir={out_dir}",
+                   "progress=false", *extra, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout
+    return proc
+
+
+def giant_manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_scratch_removed(tmp_path_factory, request):
+    """What a module's fixtures made with ``mktemp`` is deleted when the module ends: a converted
+    artifact is 100 MB to GBs, and pytest would keep every one until the session ends (a full run
+    left 23 GB behind). With ``--basetemp=DIR`` everything is kept, for a look afterwards."""
+    if request.config.getoption("basetemp"):
+        yield
+        return
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    for path in set(base.iterdir()) - before:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

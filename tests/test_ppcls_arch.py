@@ -37,7 +37,7 @@ STUB = "_ppcls_reference"
 # --------------------------------------------------------------------------- PaddleClas's own code
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ppcls(tmp_path_factory):
     """PaddleClas's model factories by name (``ResNeXt50_vd_32x4d`` -> function), from its wheel."""
     where = tmp_path_factory.mktemp("paddleclas")

@@ -2,9 +2,9 @@
 
 Over protobuf's 2 GiB limit: the canonical ONNX keeps its weights in one external data file beside
 the model, simplification is skipped with the reason recorded, and validation still checks params,
-MACs and parity against the source at batch 1. From torch hub's WSL build (torchvision's ResNet)
-and from PaddleClas, then to the targets that take a model that large here: fp16 ONNX and OpenVINO.
-32x8d, 32x16d and 32x32d go through the registry sweep. Slow (about 6 minutes on 2 cores), in CI.
+MACs and parity against the source at batch 1. From torch hub's WSL build (torchvision's ResNet);
+PaddleClas and the other targets are tests/test_wsl_giant_targets.py. 32x8d, 32x16d and 32x32d go
+through the registry sweep. Slow (about 2 minutes on 2 cores), in CI.
 """
 from __future__ import annotations
 
@@ -15,44 +15,23 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import run_zoo
+from conftest import TORCH_TAG, VARIANT, convert_giant, giant_manifest
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
 from zoo.store import sha256_of
 
 pytestmark = pytest.mark.slow
-VARIANT = "resnext101_32x48d"
-TORCH_TAG = "fb_wsl_ig1b_ft_in1k"
-
-
-def _convert(out_dir, source, *extra):
-    proc = run_zoo("convert", f"model={VARIANT}", f"source={source}", "weights=random", f"out_dir={out_dir}",
-                   "progress=false", *extra, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout
-    return proc
-
-
-def _manifest(folder):
-    import json
-
-    return json.loads((folder / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def torch_onnx(tmp_path_factory):
     out = tmp_path_factory.mktemp("giant")
-    _convert(out, "torchvision", "golden=true")
+    convert_giant(out, "torchvision", "golden=true")
     yield out / VARIANT / "torchvision" / TORCH_TAG / "onnx"
     shutil.rmtree(out)  # 3 GB: not left for the rest of the session
 
 
-@pytest.fixture
-def big_tmp(tmp_path):
-    yield tmp_path
-    shutil.rmtree(tmp_path)  # each giant artifact is GBs; pytest would keep them until the session ends
-
-
 def test_canonical_onnx_keeps_its_weights_in_one_data_file_covered_by_the_manifest(torch_onnx):
-    m = _manifest(torch_onnx)
+    m = giant_manifest(torch_onnx)
     assert m["status"] == "passed"
     onnx_files = sorted(p.name for p in torch_onnx.iterdir() if p.name.startswith("model."))
     assert onnx_files == ["model.onnx", "model.onnx.data"]
@@ -66,7 +45,7 @@ def test_canonical_onnx_keeps_its_weights_in_one_data_file_covered_by_the_manife
 
 
 def test_validation_still_checks_params_macs_and_parity_at_batch_1(torch_onnx):
-    v = _manifest(torch_onnx)["validation"]
+    v = giant_manifest(torch_onnx)["validation"]
     assert v["params"]["graph"] == v["params"]["architecture"] > 800_000_000
     assert v["macs"]["passed"] and v["shapes"]["passed"]
     assert v["parity"]["batch"] == 1
@@ -74,7 +53,7 @@ def test_validation_still_checks_params_macs_and_parity_at_batch_1(torch_onnx):
 
 
 def test_every_stage_records_its_peak_memory(torch_onnx):
-    peaks = _manifest(torch_onnx)["peak_rss_mb"]["process"]
+    peaks = giant_manifest(torch_onnx)["peak_rss_mb"]["process"]
     weights_mb = 828_411_176 * 4 / 2**20
     assert {"build", "export", "canonicalise", "validate"} <= set(peaks)
     assert all(0 < mb < 4 * weights_mb for mb in peaks.values())  # a record, not a benchmark: see bench/
@@ -92,24 +71,3 @@ def test_the_model_loads_from_another_working_directory(torch_onnx, tmp_path):
     finally:
         os.chdir(old)
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
-
-
-@pytest.mark.parametrize("target, precision, folder", [("onnx", "fp16", "onnx-fp16"), ("openvino", "fp32", "openvino")])
-def test_large_targets_pass_their_own_gates(big_tmp, target, precision, folder):
-    tmp_path = big_tmp
-    _convert(tmp_path, "torchvision", f"target={target}", f"precision={precision}")
-    m = _manifest(tmp_path / VARIANT / "torchvision" / TORCH_TAG / folder)
-    assert m["status"] == "passed", m["validation"]["target"]
-    sets = m["validation"]["target"]["parity"]["sets"]
-    assert sets and all(s["passed"] for s in sets.values())
-
-
-def test_paddleclas_giant_converts_and_validates(big_tmp):
-    tmp_path = big_tmp
-    _convert(tmp_path, "ppcls")
-    folder = tmp_path / VARIANT / "ppcls" / "wsl" / "onnx"
-    m = _manifest(folder)
-    assert m["status"] == "passed"
-    assert (folder / "model.onnx.data").stat().st_size > PROTOBUF_LIMIT
-    assert m["validation"]["params"]["graph"] == m["validation"]["params"]["architecture"]
-    assert all(p["passed"] for p in m["validation"]["parity"]["sets"].values())

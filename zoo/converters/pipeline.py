@@ -7,11 +7,13 @@ target's own checks -> write atomically. Nothing here knows any particular targe
 """
 from __future__ import annotations
 
+import errno
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from zoo.converters.disk import NotEnoughDisk, conversion_bytes, require_free
 from zoo.converters.spec import OnnxSpec
 from zoo.converters.stages import StageMeter, release_memory
 from zoo.converters.sources import TOOLS, check_convertible
@@ -223,13 +225,18 @@ def _check_target(target, job, built, references: Dict[str, Any], canonical_out:
     return result
 
 
+def _fp32_bytes(req: ConvertRequest) -> int:
+    """The variant's weights in fp32, from the registry's size field."""
+    from zoo.registry.loader import size_of
+
+    return (req.variant.size or size_of(req.variant.arch)).fp32_bytes
+
+
 def _is_large(req: ConvertRequest) -> bool:
     """Weights over protobuf's 2 GiB limit in fp32: the external-data path (the WSL 32x48d)."""
     from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
 
-    from zoo.registry.loader import size_of
-
-    return (req.variant.size or size_of(req.variant.arch)).fp32_bytes >= PROTOBUF_LIMIT  # the registry's size field
+    return _fp32_bytes(req) >= PROTOBUF_LIMIT
 
 
 def _run_source(adapter, model, x, batch: Optional[int]):
@@ -297,7 +304,14 @@ def convert(req: ConvertRequest) -> Result:
             hit = cache_hit(folder, key)
             if hit is not None:
                 return Result(hit, folder, True)
-        return _build(req, target, folder, key)
+        try:
+            return _build(req, target, folder, key)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            # Another job or program took the space after the check; the staging folder is gone already.
+            raise NotEnoughDisk(f"the disk filled up while converting {req.variant.name} -> {req.target} "
+                                f"{req.precision} into {folder.parent}; free some space and run it again") from e
 
 
 def _build(req: ConvertRequest, target, folder: Path, key: str) -> Result:
@@ -307,6 +321,8 @@ def _build(req: ConvertRequest, target, folder: Path, key: str) -> Result:
     with timer("import"):
         adapter = get_adapter(req.weights.source)
     with staged(folder) as stage:
+        require_free(stage, conversion_bytes(_fp32_bytes(req), req.target, req.precision),
+                     f"{req.variant.name} -> {req.target} {req.precision}")
         work = stage / ".work"
         work.mkdir()
         checkpoint, weights_info = _resolve_checkpoint(req, adapter, work, timer)
@@ -338,6 +354,8 @@ def _build(req: ConvertRequest, target, folder: Path, key: str) -> Result:
             np.savez(state_path, **adapter.canonical_state(model))
         del model  # give the source model's memory back before ONNX Runtime loads the artifact
         release_memory()
+        if weights_info["mode"] == "random":
+            checkpoint.unlink()  # our own fresh init, now in the raw export: its disk goes to the canonical copy
         from zoo.converters import onnx_canonical
 
         (work / "canonical").mkdir()

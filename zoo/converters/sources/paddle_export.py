@@ -146,7 +146,10 @@ def paddle_to_onnx(
     model = _export_model(layer, append_softmax)
     model.eval()
     spec = paddle.static.InputSpec([None if dynamic_batch else batch, 3, size, size], "float32", name=input_name)
-    with tempfile.TemporaryDirectory(prefix="zoo-paddle-export-") as tmp:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # Scratch beside the output, not in /tmp: the saved params are as big as the model, and the
+    # caller's free-space check covers the output's disk.
+    with tempfile.TemporaryDirectory(prefix=".zoo-paddle-export-", dir=out_path.parent) as tmp:
         prefix = Path(tmp) / "inference"
         try:
             paddle.jit.save(model, str(prefix), input_spec=[spec])
@@ -156,7 +159,6 @@ def paddle_to_onnx(
         params = prefix.with_name(prefix.name + ".pdiparams")
         if not params.is_file():
             raise PaddleExportError(f"paddle.jit.save wrote {program.name} but no {params.name}")
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         onnx_tmp = Path(tmp) / "model.onnx"
         if params.stat().st_size <= EXTERNAL_WEIGHTS_ABOVE:
             _run_paddle2onnx(program, str(params), onnx_tmp, opset, optimize=True)
