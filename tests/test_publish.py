@@ -456,7 +456,8 @@ def test_public_manifest_reduces_local_paths_to_file_names_and_keeps_everything_
         "weights": {"mode": "file", "path": "/home/alice/ckpts/my.pth", "sha256": "ab" * 32, "size": 7},
         "accuracy": {"data": "../datasets/imagenet/val", "images_in_set": 3,
                      "result": {"top1": 1.0, "skipped_examples": {"undecodable": ["/data/val/n01/x.JPEG"]}}},
-        "artifact": {"summary": ["kit notes in /srv/build/kit/readme.txt", f"from {url}", "scale 1/255"],
+        "artifact": {"summary": ["kit notes in /srv/build/kit/readme.txt", f"from {url}", "scale 1/255",
+                                 "mirror file:///mnt/alice/m/w.pth used"],
                      "files": [{"name": "model.onnx", "sha256": "cd" * 32, "size": 9}]},
         "mirrored": {"origin": "hf://timm/resnext50_32x4d.a1h_in1k/model.safetensors", "mirror": "~/m/a/model.bin"},
     }
@@ -466,7 +467,8 @@ def test_public_manifest_reduces_local_paths_to_file_names_and_keeps_everything_
     assert public["weights"] == {"mode": "file", "path": "my.pth", "sha256": "ab" * 32, "size": 7}
     assert public["accuracy"]["data"] == "val"
     assert public["accuracy"]["result"] == {"top1": 1.0, "skipped_examples": {"undecodable": ["x.JPEG"]}}
-    assert public["artifact"] == {"summary": ["kit notes in readme.txt", f"from {url}", "scale 1/255"],
+    assert public["artifact"] == {"summary": ["kit notes in readme.txt", f"from {url}", "scale 1/255",
+                                              "mirror w.pth used"],
                                   "files": local["artifact"]["files"]}
     assert public["mirrored"] == {"origin": local["mirrored"]["origin"], "mirror": "model.bin"}
     # serialised exactly as the build writes it: a manifest without paths publishes byte for byte

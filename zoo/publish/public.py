@@ -23,9 +23,11 @@ PATH_KEYS: List[Tuple[str, ...]] = [
     ("accuracy", "data"),
 ]
 # Absolute paths anywhere else in a string: /a/b (two components or more: "/" alone or "/b" names no
-# one's folder), ~/a, C:\a. Not the path of a URL: it follows a host name or "://".
+# one's folder), ~/a, C:\a, and file:// URLs (a local path too). Not the path of any other URL: it
+# follows a host name or "://".
 _SEGMENT = r"[^\s/'\"`]+"
-_ABSOLUTE = re.compile(rf"(?<![\w.:/~\\-])(?:~(?:/{_SEGMENT})+|(?:/{_SEGMENT}){{2,}})/?"
+_ABSOLUTE = re.compile(rf"(?<![\w])file://[^\s'\"`]*"
+                       rf"|(?<![\w.:/~\\-])(?:~(?:/{_SEGMENT})+|(?:/{_SEGMENT}){{2,}})/?"
                        r"|(?<![\w])[A-Za-z]:\\(?:[^\s\\'\"`]+\\?)+")
 
 
