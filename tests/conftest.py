@@ -19,8 +19,12 @@ def run_zoo(*args: str, env: Optional[dict] = None, cwd: Optional[Path] = None, 
     )
 
 
+def read_manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
 def manifest_of(out_dir: Path, variant: str, source: str, tag: str, target: str = "onnx") -> dict:
-    return json.loads((out_dir / variant / source / tag / target / "manifest.json").read_text())
+    return read_manifest(out_dir / variant / source / tag / target)
 
 
 def make_checkpoint(variant: str, source: str, path: Path, seed: int = 0, tag: Optional[str] = None) -> Path:
@@ -47,10 +51,6 @@ def convert_giant(out_dir: Path, source: str, *extra: str) -> subprocess.Complet
                    "progress=false", *extra, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout
     return proc
-
-
-def giant_manifest(folder: Path) -> dict:
-    return json.loads((folder / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from conftest import TORCH_TAG, VARIANT, convert_giant, giant_manifest
+from conftest import TORCH_TAG, VARIANT, convert_giant, read_manifest
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def big_tmp(tmp_path):
 def test_large_targets_pass_their_own_gates(big_tmp, target, precision, folder):
     tmp_path = big_tmp
     convert_giant(tmp_path, "torchvision", f"target={target}", f"precision={precision}")
-    m = giant_manifest(tmp_path / VARIANT / "torchvision" / TORCH_TAG / folder)
+    m = read_manifest(tmp_path / VARIANT / "torchvision" / TORCH_TAG / folder)
     assert m["status"] == "passed", m["validation"]["target"]
     sets = m["validation"]["target"]["parity"]["sets"]
     assert sets and all(s["passed"] for s in sets.values())
@@ -36,7 +36,7 @@ def test_paddleclas_giant_converts_and_validates(big_tmp):
     tmp_path = big_tmp
     convert_giant(tmp_path, "ppcls")
     folder = tmp_path / VARIANT / "ppcls" / "wsl" / "onnx"
-    m = giant_manifest(folder)
+    m = read_manifest(folder)
     assert m["status"] == "passed"
     assert (folder / "model.onnx.data").stat().st_size > PROTOBUF_LIMIT
     assert m["validation"]["params"]["graph"] == m["validation"]["params"]["architecture"]

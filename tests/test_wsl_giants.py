@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import TORCH_TAG, VARIANT, convert_giant, giant_manifest
+from conftest import TORCH_TAG, VARIANT, convert_giant, read_manifest
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
 from zoo.store import sha256_of
 
@@ -31,7 +31,7 @@ def torch_onnx(tmp_path_factory):
 
 
 def test_canonical_onnx_keeps_its_weights_in_one_data_file_covered_by_the_manifest(torch_onnx):
-    m = giant_manifest(torch_onnx)
+    m = read_manifest(torch_onnx)
     assert m["status"] == "passed"
     onnx_files = sorted(p.name for p in torch_onnx.iterdir() if p.name.startswith("model."))
     assert onnx_files == ["model.onnx", "model.onnx.data"]
@@ -45,7 +45,7 @@ def test_canonical_onnx_keeps_its_weights_in_one_data_file_covered_by_the_manife
 
 
 def test_validation_still_checks_params_macs_and_parity_at_batch_1(torch_onnx):
-    v = giant_manifest(torch_onnx)["validation"]
+    v = read_manifest(torch_onnx)["validation"]
     assert v["params"]["graph"] == v["params"]["architecture"] > 800_000_000
     assert v["macs"]["passed"] and v["shapes"]["passed"]
     assert v["parity"]["batch"] == 1
@@ -53,7 +53,7 @@ def test_validation_still_checks_params_macs_and_parity_at_batch_1(torch_onnx):
 
 
 def test_every_stage_records_its_peak_memory(torch_onnx):
-    peaks = giant_manifest(torch_onnx)["peak_rss_mb"]["process"]
+    peaks = read_manifest(torch_onnx)["peak_rss_mb"]["process"]
     weights_mb = 828_411_176 * 4 / 2**20
     assert {"build", "export", "canonicalise", "validate"} <= set(peaks)
     assert all(0 < mb < 4 * weights_mb for mb in peaks.values())  # a record, not a benchmark: see bench/

@@ -22,6 +22,15 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 MANIFEST = "manifest.json"
 
 
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows, else a copy: for files nobody writes through later
+    (a build's work copy, which is deleted after it; a published file, replaced by unlink first)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def tool_versions(packages: Iterable[str]) -> Dict[str, str]:
     """Installed versions, read from package metadata (no import: a cache hit must not load torch)."""
     out = {}

@@ -20,12 +20,11 @@ class NotEnoughDisk(UserError):
     exit_code = 1
 
 
-def conversion_bytes(fp32_bytes: int, target: str, precision: str) -> int:
+def conversion_bytes(fp32_bytes: int, third_copy: bool) -> int:
     """Bytes a conversion holds at once: two copies of the weights (the checkpoint and the raw export,
-    then the raw and the canonical export), and a third where the target writes its own weights
-    (fp32 ONNX is a hard link of the canonical file) or needs the source's state saved beside them."""
-    copies = 2 if (target, precision) == ("onnx", "fp32") else 3
-    return copies * fp32_bytes + MARGIN
+    then the raw and the canonical export), and a third where the target writes its own weights or
+    needs the source's state saved beside them."""
+    return (3 if third_copy else 2) * fp32_bytes + MARGIN
 
 
 def require_free(folder: Path, need: int, what: str) -> None:

@@ -17,7 +17,6 @@ from zoo.converters.disk import NotEnoughDisk, conversion_bytes, require_free
 from zoo.converters.spec import OnnxSpec
 from zoo.converters.stages import StageMeter, release_memory
 from zoo.converters.sources import TOOLS, check_convertible
-from zoo.errors import UserError
 from zoo.registry.arch_stats import MAC_CONVENTION, arch_stats
 from zoo.registry.query import effective_input
 from zoo.registry.schema import Variant, Weights
@@ -321,7 +320,8 @@ def _build(req: ConvertRequest, target, folder: Path, key: str) -> Result:
     with timer("import"):
         adapter = get_adapter(req.weights.source)
     with staged(folder) as stage:
-        require_free(stage, conversion_bytes(_fp32_bytes(req), req.target, req.precision),
+        third_copy = target.writes_own_weights(req.precision) or target.needs_state
+        require_free(stage, conversion_bytes(_fp32_bytes(req), third_copy),
                      f"{req.variant.name} -> {req.target} {req.precision}")
         work = stage / ".work"
         work.mkdir()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from zoo.errors import UserError
 from zoo.publish import PUBLISH_LOG, FileAction, PlannedFile, PublishResult
-from zoo.store import sha256_of, staged, write_json
+from zoo.store import link_or_copy, sha256_of, staged, write_json
 
 
 class LocalHub:
@@ -129,10 +128,7 @@ def _link_tree(src: Path, dst: Path) -> None:
             continue
         target = dst / p.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(p, target)
-        except OSError:
-            shutil.copy2(p, target)
+        link_or_copy(p, target)
 
 
 @contextmanager

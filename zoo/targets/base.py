@@ -75,6 +75,10 @@ class Target(ABC):
     name: str
     needs_state: bool = False  # True: the pipeline saves the canonical-named source weights for it
 
+    def writes_own_weights(self, precision: str) -> bool:
+        """Whether the artifact holds a new copy of the weights on disk (the free-space estimate)."""
+        return True
+
     def onnx_spec(self, options: Dict[str, Any], precision: str) -> OnnxSpec:
         """The canonical ONNX this target starts from, read from its config."""
         return OnnxSpec(

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from zoo.converters.onnx_canonical import external_data_name
 from zoo.errors import UserError
+from zoo.store import link_or_copy
 from zoo.targets.base import Built, Check
 
 LOG_DIR = "build_logs"  # where the compiler's own console output is kept, inside the kit
@@ -51,13 +52,15 @@ def compiler_label(tool: str, path: Optional[str]) -> str:
 
 
 def copy_onnx(src: Path, dst: Path) -> Path:
-    """Copy an ONNX model, and the external data file it references by name, if it has one."""
+    """Put the build's canonical ONNX model, and the external data file it references by name if it
+    has one, at ``dst``: hard links where possible (the work copy is deleted after the build, so a
+    3 GiB model is not written twice), else copies."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
+    link_or_copy(src, dst)
     data = src.with_name(external_data_name(src))
     if data.exists():
         # The model refers to its data file by the name it was saved with: keep that name.
-        shutil.copyfile(data, dst.with_name(data.name))
+        link_or_copy(data, dst.with_name(data.name))
     return dst
 
 

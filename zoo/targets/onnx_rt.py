@@ -6,14 +6,13 @@ and symmetric, calibrated on images preprocessed exactly as the registry says.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import List, Optional
 
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name, save
 from zoo.errors import UserError
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
+from zoo.targets.kit import copy_onnx
 from zoo.targets.quantize import METHODS, ImageCalibrationReader, count_qdq, quantize_qdq
 
 
@@ -45,17 +44,16 @@ class OnnxTarget(Target):
         if precision == "int8" and int(options["int8"]["calib_images"]) < 1:
             raise UserError("target.int8.calib_images must be at least 1")
 
+    def writes_own_weights(self, precision: str) -> bool:
+        return precision != "fp32"  # fp32 is the canonical model, hard-linked
+
     def prepare(self, job: TargetJob) -> Path:
         """fp32: the canonical model, copied into the artifact folder (with its external data, if any);
         fp16 / int8: where the converted model will be written (compile reads the canonical one)."""
         dst = job.stage / "model.onnx"
         if job.precision != "fp32":
             return dst
-        _link_or_copy(job.onnx_path, dst)
-        data = job.onnx_path.with_name(external_data_name(job.onnx_path))
-        if data.exists():
-            _link_or_copy(data, dst.with_name(external_data_name(dst)))
-        return dst
+        return copy_onnx(job.onnx_path, dst)
 
     def compile(self, job: TargetJob, prepared: Path) -> Built:
         import onnx
@@ -106,15 +104,6 @@ class OnnxTarget(Target):
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         return ort_runner(built.primary, None if job.spec.dynamic_batch else job.spec.batch)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link where the file system allows (the work copy is deleted after the build: a 3 GiB
-    model is not written twice), else a copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def _with_data(path: Path) -> List[Path]:
