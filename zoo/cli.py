@@ -24,6 +24,12 @@ _INFO_VALUES = {
 }
 _INFO_FLAGS_WITH_VALUE = set(_INFO_VALUES)
 _INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
+# Hydra's --experimental-rerun FILE unpickles FILE and runs the task on it: loading a pickle runs whatever
+# code it names. The other flags read config YAML (checked like the registry's, _check_config_dirs) or
+# print; none loads code or pickles.
+_REFUSED_FLAGS = (("--experimental-rerun", ""),)
+# Flags that name a folder of config YAML for Hydra to compose from (long, short).
+_CONFIG_DIR_FLAGS = (("--config-path", "-cp"), ("--config-dir", "-cd"))
 
 USAGE = (
     "usage: python -m zoo COMMAND [key=value ...]   (commands: {commands}; "
@@ -57,19 +63,65 @@ def split_command(argv: List[str]) -> Tuple[Optional[str], List[str], List[str]]
     return command, flags, overrides
 
 
-def _check_overrides(overrides: List[str]) -> List[str]:
+def _is_flag(tok: str, long: str, short: str) -> bool:
+    """Whether Hydra's argparse reads ``tok`` as this flag: ``short``, ``long`` or any prefix of it
+    (argparse takes abbreviations), each also as ``flag=value``."""
+    name = tok.split("=", 1)[0]
+    return (bool(short) and name == short) or (name.startswith("--") and len(name) > 2 and long.startswith(name))
+
+
+def _flag_values(flags: List[str], long: str, short: str) -> List[str]:
+    """The values given to a flag: ``--flag=value``, or the word after it."""
+    out = []
+    for i, tok in enumerate(flags):
+        if _is_flag(tok, long, short):
+            if "=" in tok:
+                out.append(tok.split("=", 1)[1])
+            elif i + 1 < len(flags):
+                out.append(flags[i + 1])
+    return out
+
+
+def check_flags(flags: List[str]) -> None:
+    """Refuse the Hydra flags that load code."""
+    for tok in flags:
+        for long, short in _REFUSED_FLAGS:
+            if _is_flag(tok, long, short):
+                name = tok.split("=", 1)[0]
+                given = long if name == long else f"{name} (read as {long})"
+                raise UserError(f"{given} is not supported: it unpickles a file, which can run any code; "
+                                f"re-run a job with its command line (its overrides) instead")
+
+
+def _check_config_dirs(root: Path, flags: List[str]) -> None:
+    """Parse every YAML Hydra may compose (the registry and any --config-dir / --config-path folder) with
+    the registry's loader first: a broken file or an alias bomb is then a one-line error, not a Hydra
+    trace or a hang inside Hydra's own YAML loading."""
+    from zoo.registry.loader import read_yaml
+
+    folders = [root]
+    for long, short in _CONFIG_DIR_FLAGS:
+        for value in _flag_values(flags, long, short):
+            if not value.startswith("pkg://"):
+                # Hydra reads a relative --config-path beside this package, a relative --config-dir from the cwd
+                folders += [Path(value).expanduser(), Path(__file__).resolve().parent / value]
+    for folder in dict.fromkeys(p.resolve() for p in folders if p.is_dir()):
+        for path in sorted(folder.rglob("*.yaml")):
+            read_yaml(path)
+
+
+def _check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> List[str]:
     """Parse overrides with Hydra's own parser; resolve model aliases; judge model/source/format."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, Glob
     from hydra.errors import HydraException
 
-    from zoo.registry.loader import conf_dir, load_registry, read_yaml
+    from zoo.registry.loader import conf_dir, load_registry
     from zoo.registry.query import resolve_variant
     from zoo.render import check_format
 
     root = conf_dir()
-    for path in sorted(root.rglob("*.yaml")):
-        read_yaml(path)  # a broken YAML anywhere in conf/ is a one-line error, not a Hydra trace
+    _check_config_dirs(root, flags or [])
     reg = load_registry(root)
 
     parser = OverridesParser.create()
@@ -149,12 +201,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     command, flags, overrides = split_command(argv)
     try:
+        check_flags(flags)
         if command is None:
             if not any(tok in _INFO_FLAGS for tok in flags):
                 raise UserError(USAGE.format(commands=", ".join(COMMANDS)))
         elif command not in COMMANDS:
             raise UserError(f"unknown command '{command}': use one of {', '.join(COMMANDS)}")
-        overrides = _check_overrides(overrides)
+        overrides = _check_overrides(overrides, flags)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import numpy as np
 
 from zoo.errors import UserError
-from zoo.store import sha256_of, write_json
+from zoo.store import atomic_file, sha256_of, write_json
 
 NPZ = "golden.npz"
 JSON = "golden.json"
@@ -41,15 +40,8 @@ def _describe(a: np.ndarray) -> Dict[str, Any]:
 
 def _write_npz_atomically(path: Path, arrays: Dict[str, np.ndarray]) -> None:
     """np.savez into a temporary file beside ``path``, then rename over it."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez(f, **arrays)
 
 
 def write_golden(folder: Path, inputs: Dict[str, np.ndarray], references: Dict[str, np.ndarray],

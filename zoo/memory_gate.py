@@ -23,6 +23,7 @@ from typing import IO, Any, Dict, Iterator, List, Optional
 from filelock import FileLock
 
 from zoo.errors import UserError
+from zoo.store import write_atomic
 
 # Peak resident memory of a conversion = the frameworks themselves + a factor x its fp32 weight bytes,
 # in two regimes (the factors are measured peaks, rounded up; each stage's peak is in the manifest).
@@ -112,9 +113,7 @@ def _read(path: Path) -> List[Dict[str, Any]]:
 
 
 def _write(path: Path, entries: List[Dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"reservations": entries}, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"reservations": entries}, indent=1) + "\n")
 
 
 def reservations(ledger: Path) -> List[Dict[str, Any]]:

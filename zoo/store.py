@@ -11,15 +11,95 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import sys
 import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import IO, Any, Dict, Iterable, Iterator, Optional, Union
+
+from zoo.errors import UserError
 
 MANIFEST = "manifest.json"
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def plain_name(value: str, what: str) -> str:
+    """``value`` unchanged when it can be one path part; else a UserError naming ``what``.
+
+    Registry names (variant, source, tag, target, precision) become folder names, and an override can
+    set any of them: a separator or '..' would put the artifact outside out_dir."""
+    text = str(value)
+    if not _PLAIN_NAME.fullmatch(text) or text in (".", ".."):
+        raise UserError(f"{what} {text!r} is not a plain name: it names a folder, so use only letters, digits, "
+                        f"'.', '_' and '-' (not '.' or '..' alone)")
+    return text
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def check_write_target(path: Path, folder: bool = False) -> None:
+    """Refuse to replace ``path`` unless it is new or already what we write (a regular file, or a real
+    folder when ``folder``): a rename over a FIFO, a device or a symlink would swap out what the name
+    stood for (as root, /dev/null itself). Symlinks are refused even to a regular file: replacing one
+    would cut the link, and writing through it would write where the link points, outside our tree."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return  # a new path
+    except OSError:
+        return  # a parent that is a file, no permission ...: the write itself reports it
+    expected = "a folder" if folder else "a regular file"
+    note = ""
+    if stat.S_ISLNK(st.st_mode):
+        note = " (links are not followed)"
+        try:
+            kind = f"a symbolic link to {_kind(os.stat(path).st_mode)}"
+        except OSError:
+            kind = "a symbolic link that leads nowhere (dangling or a loop)"
+    elif (stat.S_ISDIR if folder else stat.S_ISREG)(st.st_mode):
+        return
+    else:
+        kind = _kind(st.st_mode)
+    raise UserError(f"{path} is {kind}: expected {expected} or a new path{note}; choose another path")
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that replaces ``path`` when the block ends: written to a temporary file beside it,
+    flushed to disk, then renamed, so a reader sees the old file or the new one, whole. ``path`` must be a
+    regular file or new (:func:`check_write_target`); every file the project writes goes through here."""
+    path = Path(path)
+    check_write_target(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would make it: mkstemp's 0600 would hide it from others
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: Union[str, bytes]) -> None:
+    """``data`` (text is UTF-8) into ``path`` through :func:`atomic_file`."""
+    with atomic_file(path) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -48,7 +128,9 @@ def artifact_key(parts: Dict[str, Any]) -> str:
 
 
 def artifact_dir(root: Path, variant: str, source: str, tag: str, target: str) -> Path:
-    return Path(root) / variant / source / tag / target
+    """``root/<variant>/<source>/<tag>/<target>[-<precision>]``; each part must be a plain name."""
+    parts = (("variant", variant), ("source", source), ("tag", tag), ("target folder", target))
+    return Path(root).joinpath(*(plain_name(value, what) for what, value in parts))
 
 
 def read_manifest(folder: Path) -> Optional[Dict[str, Any]]:
@@ -79,13 +161,7 @@ def cache_hit(folder: Path, key: str) -> Optional[Dict[str, Any]]:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @contextmanager
@@ -111,6 +187,7 @@ def artifact_lock(folder: Path, announce: bool = True) -> Iterator[None]:
 @contextmanager
 def staged(folder: Path) -> Iterator[Path]:
     """Yield a staging folder; on success swap it in for ``folder``, on failure delete it."""
+    check_write_target(folder, folder=True)  # before any work: the swap would move a link or a file aside
     folder.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
     umask = os.umask(0)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.calib_formats import CalibFormat, build_set, calibration_format, default_count, sample_folder
 from zoo.errors import UserError
 from zoo.registry.schema import InputSpec
+from zoo.store import plain_name
 
 PROGRESS_MIN = 100  # smaller sets finish before a progress bar says anything useful
 
@@ -115,7 +116,7 @@ def summary(m: Dict[str, Any], folder: Path, fmt: CalibFormat) -> str:
 
 def run_calib(cfg: DictConfig) -> None:
     options = OmegaConf.to_container(cfg.target, resolve=True)
-    target = str(options["name"])
+    target = plain_name(str(options["name"]), "target")  # names the set's folder: checked before any work
     fmt = calibration_format(target)
     n = calib_count(cfg, options)
     workers = _positive_int(cfg.get("workers", 1), "workers")

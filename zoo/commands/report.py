@@ -7,9 +7,7 @@ accuracy plot shows all of them, built or not) and each target's precisions (the
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,23 +30,16 @@ def report_path(cfg: DictConfig, root: Path) -> Path:
     return path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, then a rename: a reader sees the old page or the new one, whole."""
+def write_report(path: Path, text: str) -> None:
+    """The page, atomically (``zoo.store.write_atomic``: a reader sees the old page or the new one, whole,
+    and a FIFO, device or link at ``path`` is refused, not replaced)."""
+    from zoo.store import write_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_atomic(path, text)
     except OSError as e:
         raise UserError(f"report_file={path}: cannot write there ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from a web server or a colleague
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_report(cfg: DictConfig) -> None:
@@ -68,7 +59,7 @@ def run_report(cfg: DictConfig) -> None:
     rep = Report(out_dir=str(root.resolve()), generated=datetime.now(timezone.utc).astimezone(), rows=got.rows,
                  skipped=got.skipped, checkpoints=list_rows(reg, pattern, source), variants=variants,
                  precisions=current_config().precisions, selection={"filter": pattern, "source": source})
-    write_atomic(out, page(rep))
+    write_report(out, page(rep))
     note = f"{len(got.rows)} artifact(s) under {root}"
     if got.skipped:
         note += "; " + skipped_line(got.skipped)

@@ -21,6 +21,7 @@ from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 from zoo.fetch._common import FetchError, sha256_file
+from zoo.store import check_write_target
 
 SIDECAR = ".sha256"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -66,6 +67,7 @@ def sidecar_digest(path: Path) -> Optional[str]:
 
 
 def _write_atomically(path: Path, write) -> None:
+    check_write_target(path)  # a FIFO, device or link at a mirror path is refused, not replaced
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)

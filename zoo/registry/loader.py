@@ -39,16 +39,71 @@ class Registry:
     root: Path
 
 
+# Aliases may add at most this many nodes to a file once expanded. The registry's own files use no
+# aliases and the largest holds about 500 nodes; OmegaConf and Hydra copy every alias out, so nine
+# nested aliases of nine ("billion laughs") would be 387 million nodes and hang any command.
+MAX_ALIAS_NODES = 10_000
+
+
+def _children(node: yaml.Node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Refuse a document whose aliases add over MAX_ALIAS_NODES nodes once expanded, or refer to themselves.
+
+    PyYAML shares an aliased node, so the document is composed cheaply; its size once expanded is
+    summed over that graph, each distinct node once (iteratively: no recursion limit to hit)."""
+    size: dict = {}  # id(node) -> nodes once expanded
+    entered: set = set()  # the nodes on the path from the root to the one being looked at
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            entered.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in _children(node))
+            # len(size) >= the distinct nodes below: the rest is what aliases copy in (a long file is fine)
+            if size[key] - len(size) > MAX_ALIAS_NODES:
+                raise UserError(f"{path}: its YAML aliases expand to over {MAX_ALIAS_NODES:,} extra nodes "
+                                "(nested aliases, a 'billion laughs'); write the repeated blocks out instead")
+            continue
+        if key in size:
+            continue
+        if key in entered:
+            raise UserError(f"{path}:{node.start_mark.line + 1}: a YAML alias refers to a block that holds it "
+                            "(a recursive alias); registry files must be plain trees")
+        entered.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node))
+
+
 def read_yaml(path: Path) -> Any:
-    """Parse one YAML file; a syntax error becomes a one-line UserError with file and line."""
+    """Parse one YAML file; a syntax error becomes a one-line UserError with file and line.
+
+    Safe tags only, and aliases are bounded (:func:`_check_expansion`) before anything expands them."""
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            loader = yaml.SafeLoader(f)
+            try:
+                node = loader.get_single_node()
+                if node is None:
+                    return None
+                _check_expansion(node, path)
+                return loader.construct_document(node)
+            finally:
+                loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise UserError(f"broken YAML in {where}: {problem}") from None
+    except RecursionError:  # thousands of nested brackets: PyYAML's composer recurses per level
+        raise UserError(f"broken YAML in {path}: nested too deeply; registry files are a few levels deep") from None
 
 
 def typed(schema: Type[T], raw: Any, path: Path, prefix: str = "") -> T:

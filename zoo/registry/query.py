@@ -32,7 +32,11 @@ def select_weights(reg: Registry, v: Variant, source: str, tag: Optional[str] = 
         have = sorted({w.source for w in v.weights})
         raise Unavailable(f"{v.name} is not published by {source}; it has source={','.join(have)}")
     if tag is None:
-        return next(w for w in mine if w.default)
+        default = next((w for w in mine if w.default), None)
+        if default is None:  # the registry checks this; an override of model.weights can still undo it
+            raise UserError(f"{v.name} has no default weights entry for source {source}: give tag= "
+                            f"({', '.join(w.tag for w in mine)})")
+        return default
     for w in mine:
         if w.tag == tag:
             return w
