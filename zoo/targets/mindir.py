@@ -4,7 +4,7 @@ MindIR is not converted from the ONNX (ONNX -> MindIR needs MindSpore Lite's con
 on the registry): the pipeline hands over the source weights under canonical (timm) names, the
 network in :mod:`zoo.targets.mindspore_net` takes them, and ``mindspore.export`` writes the MindIR
 with a dynamic or a static batch. MindSpore and Paddle clash in one process (oneDNN symbols), so all
-MindSpore work runs in a child process (:mod:`zoo.targets.mindir_worker`); this module never imports it.
+MindSpore work runs in a child process (:mod:`zoo.targets.mindir_worker`); this module never imports MindSpore.
 Where MindSpore is not installed, compile leaves a kit: the weights, the export request and the command.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ import zoo
 from zoo.errors import UserError
 from zoo.registry.schema import Arch
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob
+from zoo.targets.mindir_worker import PATH_KEYS  # the worker module imports MindSpore only inside its commands
 
 WORKER = "zoo.targets.mindir_worker"
 ARTIFACT = "model.mindir"
@@ -96,7 +97,10 @@ def call_worker(command: str, request: Dict[str, Any], work: Path, timeout: Opti
         folder = Path(tmp)
         report_path = folder / "report.json"
         request_path = folder / "request.json"
-        request_path.write_text(json.dumps({**request, "report": str(report_path)}))
+        # The worker reads relative paths from the request file's folder (a kit's export.json is written
+        # that way); here they are the caller's, relative to this process's working directory.
+        request = {k: str(Path(v).resolve()) if k in PATH_KEYS and v is not None else v for k, v in request.items()}
+        request_path.write_text(json.dumps({**request, "report": str(report_path.resolve())}))
         try:
             proc = subprocess.run([sys.executable, "-m", WORKER, command, str(request_path)], capture_output=True,
                                   text=True, env=worker_env(), timeout=timeout)
