@@ -92,3 +92,13 @@ def export_canonical(folder: Path, spec, variant: str = "resnext50_32x4d", sourc
     onnx_canonical.finish(folder / "raw.onnx", folder / "model.onnx", spec, size, {})
     return {"path": folder / "model.onnx", "variant": v, "weights": w, "input": effective_input(v, w), "spec": spec,
             "adapter": adapter, "model": model}
+
+
+from digits_model import Digits, make_digits  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    """A small ResNeXt trained on real digit images, with its registry and image folders. Module scope:
+    each module's scratch is deleted when it ends, so it trains once per module that uses it (under a minute)."""
+    return make_digits(tmp_path_factory.mktemp("digits"))

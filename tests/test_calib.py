@@ -246,7 +246,6 @@ def empty_dir(tmp_path) -> Path:
 @pytest.mark.parametrize("data, args, words", [
     ("missing", ["target=vacc"], ["no such folder"]),
     ("empty", ["target=vacc"], ["no images found"]),
-    ("tree", ["target=openvino"], ["openvino has no calibration format"]),
     ("tree", ["target=mindir"], ["mindir has no calibration format"]),
     ("tree", ["target=bpu"], ["model="]),
     ("tree", ["target=vacc", "n=0"], ["n=0"]),

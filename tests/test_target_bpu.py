@@ -21,7 +21,7 @@ from conftest import export_canonical
 import yaml
 
 import zoo
-from zoo.calibration import calibration_images
+from zoo.calibration import CalibrationSet, calibration_images
 from zoo.errors import UserError
 from zoo.preprocess import resize_crop
 from zoo.targets import get_target
@@ -61,7 +61,7 @@ def make_job(tmp_path, canonical, **overrides):
     work.mkdir()
     job = TargetJob(variant=canonical["variant"], weights=canonical["weights"], input=canonical["input"],
                     precision="int8", options=opts, onnx_path=canonical["path"], spec=target.onnx_spec(opts, "int8"),
-                    stage=stage, work=work, calibration=lambda n: calibration_images(n, seed=0))
+                    stage=stage, work=work, calibration=CalibrationSet(None, 0))
     return target, job
 
 
@@ -114,7 +114,9 @@ def test_kit_contents(tmp_path, canonical, no_hb_mapper):
         "hb_mapper checker --model-type onnx --model ./resnext50_32x4d.onnx --march bayes-e",
         f"hb_mapper makertbin --config {CONFIG} --model-type onnx"]
     assert built.primary == kit / CONFIG
-    assert len(built.files) == 102 and all(p.resolve().is_relative_to(kit.resolve()) for p in built.files)
+    assert len(built.files) == 103 and all(p.resolve().is_relative_to(kit.resolve()) for p in built.files)
+    note = (kit / "CALIBRATION.md").read_text()  # generated images: said plainly, with the way out
+    assert "GENERATED images (100, seed 0" in note and "calib_data=DIR" in note
     assert not (kit / PREFIX).exists()  # no .bin is ever written without hb_mapper
     text = "\n".join(target.describe(job, built))
     assert "the compiler was not run" in text

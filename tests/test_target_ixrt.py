@@ -67,14 +67,14 @@ def source(tmp_path_factory):
 
 
 def _job(source, root: Path, precision: str, options: dict) -> TargetJob:
-    from zoo.calibration import calibration_images
+    from zoo.calibration import CalibrationSet
 
     stage = root / "stage"
     (stage / ".work").mkdir(parents=True)  # scratch inside the stage, as the pipeline lays it out
     (stage / ".work" / "scratch.onnx").write_bytes(b"not part of the kit")
     return TargetJob(variant=source["variant"], weights=source["weights"], input=source["input"],
                      precision=precision, options=options, onnx_path=source["onnx"], spec=source["spec"],
-                     stage=stage, work=stage / ".work", calibration=lambda n: calibration_images(n, 0))
+                     stage=stage, work=stage / ".work", calibration=CalibrationSet(None, 0))
 
 
 def _build(source, root: Path, precision: str):
@@ -213,6 +213,10 @@ def test_int8_kit_is_a_calibrated_qdq_model_close_to_fp32(int8):
     assert first_conv.input[2] in inits and inits[first_conv.input[2]].data_type == onnx.TensorProto.FLOAT
     q = built.info["quantization"]
     assert (q["calibrate_method"], q["calibration_images"], q["bias_quantized"]) == ("Entropy", CALIB, False)
+    # generated calibration: the README says so, and how to rebuild on real images
+    readme = (kit / "README.md").read_text()
+    assert "## Calibration" in readme and "GENERATED images" in readme and "int8 accuracy of this kit is unknown" in readme
+    assert "target=ixrt precision=int8 calib_data=DIR" in readme
     x = np.stack([preprocess(im, job.input) for im in calibration_images(BATCH, 0)])
     a, b = _run(static, x).astype(np.float64), _run(qdq, x).astype(np.float64)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

@@ -24,7 +24,7 @@ import yaml
 from PIL import Image
 
 import zoo
-from zoo.calibration import calibration_images
+from zoo.calibration import CalibrationSet, calibration_images
 from zoo.errors import UserError
 from zoo.registry.schema import InputSpec, Interpolation, Output
 from zoo.targets import get_target
@@ -65,7 +65,7 @@ def make_job(tmp_path, canonical, precision="int8", onnx_path=None, weights=None
     job = TargetJob(variant=canonical["variant"], weights=weights or canonical["weights"],
                     input=spec_input or canonical["input"], precision=precision, options=opts,
                     onnx_path=onnx_path or canonical["path"], spec=target.onnx_spec(opts, precision), stage=stage,
-                    work=work, calibration=(lambda n: calibration_images(n, seed=0)) if precision == "int8" else None)
+                    work=work, calibration=CalibrationSet(None, 0) if precision == "int8" else None)
     return target, job
 
 
@@ -131,7 +131,9 @@ def test_int8_kit_current_schema(tmp_path, canonical, no_vamc):
     assert built.commands == [f"vamc compile {KIT}_int8.yaml"]
     assert built.primary == kit / f"{KIT}_int8.yaml"
     assert all(p.is_file() and p.resolve().is_relative_to(kit.resolve()) for p in built.files)
-    assert len(built.files) == 1 + 1 + 1 + 50  # onnx, yaml, vdsp json, calibration images
+    assert len(built.files) == 1 + 1 + 1 + 1 + 50  # onnx, yaml, vdsp json, CALIBRATION.md, calibration images
+    note = (kit / "CALIBRATION.md").read_text()  # generated images: said plainly, with the way out
+    assert "GENERATED images (50, seed 0" in note and "calib_data=DIR" in note
     assert not (kit / "deploy_weights").exists()  # nothing suite-like is ever written without vamc
     text = "\n".join(target.describe(job, built))
     assert "the compiler was not run" in text and f"$ vamc compile {KIT}_int8.yaml" in text

@@ -30,6 +30,7 @@ def out_dir(tmp_path_factory):
     ("onnx", "int8", "onnx-int8", 0.99),
     ("openvino", "fp32", "openvino", 0.99999),
     ("openvino", "fp16", "openvino-fp16", 0.999),
+    ("openvino", "int8", "openvino-int8", 0.99),
 ])
 def test_runnable_targets_pass_their_parity_gate(out_dir, target, precision, folder, min_cos):
     proc = _convert(out_dir, f"target={target}", f"precision={precision}")
@@ -60,7 +61,8 @@ def test_fp16_onnx_is_float16_inside_with_float32_io(out_dir):
     assert io == [onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT]
 
 
-def test_int8_onnx_is_per_channel_symmetric_qdq(out_dir):
+def test_int8_onnx_is_uint8_activations_and_per_channel_symmetric_int8_weights(out_dir):
+    """ONNX Runtime's fast x86 recipe: u8 activations (zero points anywhere in 0-255), s8 weights."""
     path = out_dir / MODEL / "torchvision" / TAG / "onnx-int8" / "model.onnx"
     if not path.exists():
         assert _convert(out_dir, "target=onnx", "precision=int8").returncode == 0
@@ -74,10 +76,30 @@ def test_int8_onnx_is_per_channel_symmetric_qdq(out_dir):
         scale, zero = inits[n.input[1]], inits[n.input[2]]
         assert inits[n.input[0]].dtype == np.int8
         assert scale.ndim == 1 and scale.size == inits[n.input[0]].shape[0]  # per output channel
-        assert not zero.any()  # symmetric
+        assert not zero.any()  # symmetric weights
+    activations = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    assert len(activations) >= 50
+    assert {inits[n.input[2]].dtype for n in activations} == {np.dtype(np.uint8)}
     m = manifest_of(out_dir, MODEL, "torchvision", TAG, "onnx-int8")
     info = m["artifact"]["info"]
-    assert info["per_channel"] and info["symmetric"] and info["calibration_images"] == 32
+    assert info["per_channel"] and info["weight_symmetric"] and not info["activation_symmetric"]
+    assert (info["activation"], info["weight"], info["calibration_images"]) == ("QUInt8", "QInt8", 32)
+
+
+def test_int8_openvino_ir_is_quantized_by_nncf(out_dir):
+    import openvino as ov
+
+    xml = out_dir / MODEL / "torchvision" / TAG / "openvino-int8" / "model.xml"
+    if not xml.exists():
+        assert _convert(out_dir, "target=openvino", "precision=int8").returncode == 0
+    ops = ov.Core().read_model(str(xml)).get_ordered_ops()
+    fq = [op for op in ops if op.get_type_name() == "FakeQuantize"]
+    convs = [op for op in ops if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    i8 = [op for op in ops if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+    assert len(fq) >= 50 and len(i8) >= len(convs) - 1  # activations quantized, conv weights stored as int8
+    m = manifest_of(out_dir, MODEL, "torchvision", TAG, "openvino-int8")
+    assert m["calibration"]["source"] == "generated" and m["calibration"]["images"] == 32
+    assert m["tools"].get("nncf") and "nncf" in m["artifact"]["info"]["tool"]
 
 
 def test_a_rerun_is_a_cache_hit_and_force_rebuilds(out_dir):
@@ -90,7 +112,7 @@ def test_a_rerun_is_a_cache_hit_and_force_rebuilds(out_dir):
 
 @pytest.mark.parametrize("args, needle", [
     (["target=bpu", "precision=fp32"], "target bpu does not support precision fp32; it supports int8"),
-    (["target=openvino", "precision=int8"], "it supports fp32, fp16"),
+    (["target=mindir", "precision=int8"], "it supports fp32"),
     (["target=onnx", "precision=int8", "target.int8.calibrate_method=Magic"], "choose one of MinMax, Entropy, Percentile"),
     (["target=onnx", "precision=bf16"], "unknown precision 'bf16'"),
     (["target=tensorflow"], "unknown target 'tensorflow'"),

@@ -9,6 +9,7 @@ folder and renamed into place, with a ``manifest.json`` that lists every file an
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -61,7 +62,7 @@ def _npy_format() -> CalibFormat:
 
 # Targets with an int8 calibration step, and the format their toolchain reads.
 FORMATS: Dict[str, Callable[[], CalibFormat]] = {"vacc": _vacc_format, "bpu": _bpu_format,
-                                                 "onnx": _npy_format, "ixrt": _npy_format}
+                                                 "onnx": _npy_format, "ixrt": _npy_format, "openvino": _npy_format}
 # Where each target's yaml keeps its calibration size (the first key present wins).
 COUNT_KEYS: Tuple[Tuple[str, ...], ...] = (("calib_images",), ("quant", "calib_images"), ("int8", "calib_images"))
 
@@ -276,15 +277,19 @@ class NpyCalibrationReader(StridedCalibrationReader):
                             else f"{data}: {FILELIST} lists no files")
         if batch < 1:
             raise ValueError(f"batch {batch}: must be at least 1")
+        self.set_folder = data if (data / MANIFEST).is_file() else data.parent
         super().__init__(input_name, batch)
+
+    @property
+    def classes_covered(self) -> Optional[int]:
+        """How many classes the set covers, as its own manifest says (None without one)."""
+        try:
+            return int(json.loads((self.set_folder / MANIFEST).read_text())["classes"]["covered"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def count(self) -> int:
         return len(self.files)
 
     def item(self, i: int) -> np.ndarray:
         return np.load(self.files[i], allow_pickle=False)
-
-    def batch_files(self, b: int) -> List[Path]:
-        """The files of batch ``b``: consecutive, the last batch completed from the start."""
-        return [self.files[i] for i in self.batch_indices(b)]
-

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from zoo.errors import UserError
 
 FORMATS = ("table", "json", "csv", "markdown")
+WRAP_WIDTH = 48  # characters per line of a terminal-table column that wraps
 
 
 def check_format(fmt: str) -> str:
@@ -43,13 +44,17 @@ def _csv(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def _table(rows: List[Dict[str, Any]], columns: Sequence[str], title: Optional[str]) -> str:
+def _table(rows: List[Dict[str, Any]], columns: Sequence[str], title: Optional[str],
+           wrap: Sequence[str] = ()) -> str:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, show_lines=False, header_style="bold")
     for c in columns:
-        table.add_column(c, no_wrap=True)
+        # a wrapped column gets a fixed width (its text's, up to WRAP_WIDTH): rich would otherwise shrink it
+        # first, to nothing, when the table is wider than the console
+        longest = max([len(c), *(len(_cell(r.get(c))) for r in rows)])
+        table.add_column(c, no_wrap=c not in wrap, width=min(longest, WRAP_WIDTH) if c in wrap else None)
     for r in rows:
         table.add_row(*(_cell(r.get(c)) for c in columns))
     console = Console(file=io.StringIO(), width=400, record=True)
@@ -63,10 +68,12 @@ def render(
     table_columns: Sequence[str],
     title: Optional[str] = None,
     document: Optional[Dict[str, Any]] = None,
+    wrap: Sequence[str] = (),
 ) -> str:
     """JSON and CSV carry every column; the terminal table shows ``table_columns``.
 
     ``document`` wraps the JSON output (``{..., "rows": rows}``) when there is more to say than rows.
+    ``wrap``: terminal-table columns whose long text wraps onto more lines instead of being cut short.
     """
     check_format(fmt)
     all_columns = list(dict.fromkeys(k for r in rows for k in r)) or list(table_columns)
@@ -78,4 +85,4 @@ def render(
     if fmt == "markdown":
         head = f"### {title}\n\n" if title else ""
         return head + _markdown(rows, table_columns)
-    return _table(rows, table_columns, title)
+    return _table(rows, table_columns, title, wrap)

@@ -32,7 +32,7 @@ IDENTITY = ("variant", "source", "tag", "target", "precision")
 TABLE_COLUMNS = [
     "variant", "source", "tag", "target", "precision", "status", "reason", "params", "params_published",
     "gmacs", "gmacs_published", "source_cosine", "source_max_abs", "target_cosine", "target_max_abs",
-    "top1", "top5", "top1_published", "size_mib", "time_s", "stages",
+    "top1", "top5", "top1_published", "size_mib", "time_s", "stages", "calibration",
 ]
 
 PublishedTop1 = Mapping[Tuple[str, str, str], Tuple[float, str]]
@@ -173,6 +173,7 @@ def manifest_row(m: Dict[str, Any], folder: Path, published_top1: PublishedTop1)
         "target_cosine": tgt[0],
         "target_max_abs": tgt[1],
         "target_parity": "skipped: " + str(tgt_parity["skipped"]) if "skipped" in tgt_parity else None,
+        "calibration": m.get("calibration"),  # the whole record (int8), None otherwise; shown by calibration_line
         "top1": acc.get("top1"),
         "top5": acc.get("top5"),
         "images": acc.get("n_evaluated"),
@@ -217,6 +218,17 @@ def reason(m: Dict[str, Any]) -> str:
     elif a.get("commands"):  # a vendor kit whose compiler ran here
         parts.append(f"compiled ({a.get('compiler')})")
     return "; ".join(parts)
+
+
+def calibration_line(row: Mapping[str, Any]) -> Optional[str]:
+    """The row's calibration as every view shows it (``zoo.calibration.describe``); None when there is
+    nothing to say (not int8). An int8 manifest written before calibration was recorded says so."""
+    from zoo.calibration import describe
+
+    record = row.get("calibration")
+    if record:
+        return describe(record)
+    return "not recorded (an older build): unknown" if row.get("precision") == "int8" else None
 
 
 def worst_parity(sets: Optional[Mapping[str, Any]]) -> Tuple[Optional[float], Optional[float]]:

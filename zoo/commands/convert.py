@@ -1,13 +1,15 @@
 """`zoo convert`: one (variant, source, tag) to one target, validated, with a one-screen summary."""
 from __future__ import annotations
 
+import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, ContextManager, Dict
+from typing import Any, ContextManager, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from zoo.converters.accuracy_gate import AccuracyRequest
 from zoo.converters.pipeline import ConvertRequest, Result, ValidationFailed, convert
 from zoo.errors import Unavailable, UserError
 from zoo.registry.loader import load_registry, size_of, typed
@@ -48,8 +50,10 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
     calib = cfg.get("calib_data")
     if calib is not None and not Path(calib).expanduser().is_dir():
         raise UserError(f"calib_data={calib}: no such folder; give a folder of images (an ImageFolder tree works)")
+    accuracy = accuracy_request(cfg, target, precision)
     req = ConvertRequest(
         variant=variant, weights=weights, spec=spec, target=target.name, precision=precision, options=options,
+        accuracy=accuracy,
         calib_data=Path(calib).expanduser() if calib is not None else None, golden=bool(cfg.get("golden", False)),
         weights_mode=mode, weights_file=wfile, seed=int(cfg.seed), offline=bool(cfg.offline),
         cache_dir=Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else None,
@@ -58,6 +62,59 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
         progress=bool(cfg.progress),
     )
     return req
+
+
+def _number(cfg: DictConfig, key: str, what: str, minimum: float, integer: bool = False):
+    """A numeric key, or None when unset; anything else is one line naming the key and what it takes."""
+    raw = cfg.get(key)
+    if raw is None:
+        return None
+    try:
+        value = int(str(raw)) if integer else float(str(raw))
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum or isinstance(raw, bool):
+        raise UserError(f"{key}={raw}: {what}")
+    return value
+
+
+def accuracy_request(cfg: DictConfig, target, precision: str) -> Optional[AccuracyRequest]:
+    """``data=DIR`` (and ``max_drop=``) on an int8 conversion: the accuracy gate's request."""
+    max_drop = _number(cfg, "max_drop", "give the largest top-1 drop allowed against fp32, in percentage points "
+                                        "(a number >= 0, e.g. max_drop=0.5)", 0.0)
+    max_float = _number(cfg, "max_float_layers", "give how many layers may go back to float (an integer >= 1)",
+                        1, integer=True)
+    limit = _number(cfg, "limit", "give a positive number of images (e.g. limit=300)", 1, integer=True)
+    data = cfg.get("data")
+    if data is None:
+        if max_drop is not None or max_float is not None:
+            raise UserError("max_drop= needs data=DIR: a labelled image folder (ImageFolder tree, or images with "
+                            "val_map.txt / val_label.txt) to measure int8 top-1 against fp32 on")
+        return None
+    if precision != "int8":
+        if max_drop is not None:
+            raise UserError("max_drop= is for int8 (accuracy-aware quantization); add precision=int8")
+        return None  # data= is validate's key too; a float conversion has nothing to gate
+    if max_drop is not None and not target.restores_accuracy:
+        raise UserError(f"max_drop=: target {target.name} cannot return int8 layers to float; "
+                        f"accuracy-aware int8 is built for target=onnx and target=openvino")
+    folder = Path(str(data)).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"data={data}: no such folder; give an ImageFolder tree or a folder with "
+                        f"val_label.txt / val_map.txt")
+    return AccuracyRequest(data=folder, max_drop=max_drop, limit=limit, max_float_layers=max_float)
+
+
+def _fmt_accuracy(a: Dict[str, Any]) -> str:
+    """fp32 against int8 top-1 on the labelled set, the gate, and what went back to float."""
+    sub = a["subset"]
+    verdict = "measured" if a["passed"] is None else ("ok" if a["passed"] else "FAILED")
+    gate = "" if a["max_drop_pp"] is None else f" (max_drop {a['max_drop_pp']})"
+    first = f"; first int8 {a['first_int8_top1']:.2f}, layers restored to float" if a["restored"] else ""
+    floats = a.get("float_layers")
+    kept = "" if floats is None else f"; {len(floats)} compute layer(s) in float"
+    return (f"fp32 {a['fp32_top1']:.2f}  int8 {a['int8_top1']:.2f}  drop {a['drop_pp']:.2f} pp{gate}  {verdict}  "
+            f"on {sub['images']} images, {sub['classes']} classes{first}{kept}")
 
 
 def _fmt_parity(p: Dict[str, Any]) -> str:
@@ -92,6 +149,13 @@ def summary(result: Result) -> str:
         lines.append(f"  checks     {len(t['checks']) - len(failed)}/{len(t['checks'])} kit/artifact checks passed")
     for c in failed:
         lines.append(f"  FAILED     {c['name']}: {c['detail']}")
+    if m.get("calibration"):  # int8: where its ranges came from, generated images said plainly
+        from zoo.calibration import describe
+
+        lines.append(f"  calibration {describe(m['calibration'])}")
+    acc = v.get("accuracy_control")
+    if acc:
+        lines.append(f"  int8 top-1 {_fmt_accuracy(acc)}")
     a = m["artifact"]
     lines.append(f"  compiler   {a['compiler']}" + ("" if a["compiled"] else "  (not run: the kit is ready)"))
     lines += [f"  {line}" for line in a.get("summary", [])]

@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 
 from omegaconf import DictConfig, OmegaConf
 
+from zoo.calibration import is_generated
 from zoo.errors import SweepError, UserError
 from zoo.publish import (
     GENERATED, PUBLISH_LOG, FileAction, PlannedFile, PublishResult, check_repo_id, derived_repo_id, planned_bytes,
@@ -37,13 +38,19 @@ def _artifact(cfg: DictConfig):
 
 
 def check_publishable(folder: Path, manifest: Dict[str, Any], force: bool) -> None:
-    """Only a passed build, with every file as its manifest recorded it, goes out (force: a failed one too)."""
+    """Only a passed build, with every file as its manifest recorded it, goes out; an int8 one only when
+    calibrated on real data (force: a failed or generated-calibration one too)."""
     from zoo.publish.card import failed_checks
 
     if manifest.get("status") != "passed" and not force:
         failed = ", ".join(failed_checks(manifest)) or "see the manifest"
         raise UserError(f"the artifact at {folder} failed validation ({failed}); only passed artifacts are "
                         "published (force=true publishes it, marked FAILED on its card)")
+    if is_generated(manifest.get("calibration")) and not force:
+        # it passed its checks, but against ranges from generated images: nobody knows its int8 accuracy
+        raise UserError(f"the int8 artifact at {folder} was calibrated on generated images, not real data, so its "
+                        "int8 accuracy is unknown: rebuild with calib_data=DIR (a folder of real images), or publish "
+                        "anyway with force=true (its card then says so at the top)")
     for f in manifest["artifact"]["files"]:
         path = folder / f["name"]
         if not path.is_file() or path.stat().st_size != f["size"] or sha256_of(path) != f["sha256"]:

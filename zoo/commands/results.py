@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from zoo.errors import UserError
 from zoo.render import check_format, render
-from zoo.results import TABLE_COLUMNS, PublishedTop1, gather, skipped_line
+from zoo.results import TABLE_COLUMNS, PublishedTop1, calibration_line, gather, skipped_line
 
 
 def existing_out_dir(cfg: DictConfig) -> Path:
@@ -63,12 +63,16 @@ def _display(row: Dict[str, Any]) -> Dict[str, Any]:
         out["gmacs_published"] = f"{out['gmacs_published']:g} {out['gmacs_published_convention']}"
     if out.get("target_cosine") is None and out.get("target_parity"):
         out["target_cosine"] = "skipped"
+    out["calibration"] = calibration_line(row)
     return out
 
 
 def _exact(row: Dict[str, Any]) -> Dict[str, Any]:
-    """CSV: floats written in full (the renderer's short form would turn 0.9999998 into 1)."""
-    return {k: repr(v) if isinstance(v, float) else v for k, v in row.items() if k != "timings_s"}
+    """CSV: floats written in full (the renderer's short form would turn 0.9999998 into 1); the calibration
+    record as its one line (JSON carries the record itself)."""
+    out = {k: repr(v) if isinstance(v, float) else v for k, v in row.items() if k != "timings_s"}
+    out["calibration"] = calibration_line(row)
+    return out
 
 
 def run_results(cfg: DictConfig) -> None:
@@ -84,7 +88,13 @@ def run_results(cfg: DictConfig) -> None:
     elif fmt == "csv":
         sys.stdout.write(render([_exact(r) for r in got.rows], fmt, TABLE_COLUMNS))
     elif got.rows:
-        sys.stdout.write(render([_display(r) for r in got.rows], fmt, TABLE_COLUMNS, title=title))
+        shown = [_display(r) for r in got.rows]
+        columns = TABLE_COLUMNS
+        # With no int8 row the terminal's fixed width is better spent on the other columns; with one, its
+        # calibration line is a warning to read whole (wrapped), not to cut at the column's edge.
+        if fmt == "table" and not any(r["calibration"] for r in shown):
+            columns = [c for c in TABLE_COLUMNS if c != "calibration"]
+        sys.stdout.write(render(shown, fmt, columns, title=title, wrap=("calibration",)))
     footer = [f"{len(got.rows)} artifact(s) under {root}"]
     if cfg.get("filter") or source:
         footer.append(f"filter={cfg.get('filter')} source={source}")

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from zoo.calibration import CalibrationSet
+from zoo.converters.accuracy_gate import AccuracyRequest
 from zoo.converters.disk import NotEnoughDisk, conversion_bytes, require_free
 from zoo.converters.spec import OnnxSpec
 from zoo.converters.stages import StageMeter, release_memory
@@ -38,6 +40,7 @@ class ConvertRequest:
     options: Dict[str, Any] = field(default_factory=dict)  # conf/target/<target>.yaml, overrides applied
     calib_data: Optional[Path] = None  # a folder of calibration images (default: seeded generated ones)
     golden: bool = False  # store golden inputs and the source's outputs with the artifact
+    accuracy: Optional[AccuracyRequest] = None  # int8: top-1 against fp32 on labelled data, gated by max_drop
     weights_mode: str = "pretrained"  # pretrained | random | file
     weights_file: Optional[Path] = None
     seed: int = 0
@@ -79,6 +82,7 @@ def request_key(req: ConvertRequest) -> str:
         "options": req.options,
         "calib_data": _tree_identity(req.calib_data) if req.calib_data else None,
         "golden": req.golden,
+        "accuracy": _accuracy_identity(req.accuracy),
         "tools": tool_versions(_tools(req)),
     })
 
@@ -94,6 +98,13 @@ def _tree_identity(root: Path) -> List[Any]:
     root = Path(root)
     return sorted([str(p.relative_to(root)), p.stat().st_size, int(p.stat().st_mtime)]
                   for p in root.rglob("*") if p.is_file())
+
+
+def _accuracy_identity(acc) -> Optional[Dict[str, Any]]:
+    if acc is None:
+        return None
+    return {"data": _tree_identity(acc.data), "max_drop": acc.max_drop, "limit": acc.limit,
+            "max_float_layers": acc.max_float_layers}
 
 
 def artifact_folder_name(target: str, precision: str) -> str:
@@ -368,14 +379,22 @@ def _build(req: ConvertRequest, target, folder: Path, key: str) -> Result:
         job = TargetJob(
             variant=req.variant, weights=req.weights, input=spec_in, precision=req.precision, options=req.options,
             onnx_path=canonical, spec=req.spec, stage=stage, work=work, seed=req.seed, state_path=state_path,
-            calibration=_calibration(req), calib_data=req.calib_data, progress=req.progress,
+            calibration=CalibrationSet(req.calib_data, req.seed), calib_data=req.calib_data, progress=req.progress,
         )
         with timer("prepare"):
             prepared = target.prepare(job)
         with timer("compile"):
             built = target.compile(job, prepared)
+        if req.accuracy is not None:
+            from zoo.converters.accuracy_gate import gate
+            from zoo.targets.onnx_rt import ort_runner
+
+            built, checks["accuracy_control"] = gate(req.accuracy, target, job, built,
+                                                     ort_runner(canonical, None if req.spec.dynamic_batch else req.spec.batch),
+                                                     timer)
         checks["target"] = _check_target(target, job, built, references, canonical_out, timer)
-        checks["passed"] = checks["passed"] and checks["target"]["passed"]
+        checks["passed"] = (checks["passed"] and checks["target"]["passed"]
+                            and checks.get("accuracy_control", {}).get("passed") is not False)
         description = target.describe(job, built)
         shutil.rmtree(work)
         status = "passed" if checks["passed"] else "failed"
@@ -393,6 +412,7 @@ def _build(req: ConvertRequest, target, folder: Path, key: str) -> Result:
             "onnx": asdict(req.spec),
             "canonical": {"simplify": made.simplify, "external_data": len(made.files) > 1},
             "options": req.options,
+            "calibration": job.calibration.record(built.info.get("calibration_method")) if job.calibration.used else None,
             "artifact": {
                 "primary": built.primary.name,
                 "files": [{"name": str(f.relative_to(stage)), "sha256": sha256_of(f), "size": f.stat().st_size}
@@ -420,19 +440,17 @@ def _ordered(files: List[Path], primary: Path) -> List[Path]:
     return [primary, *rest]
 
 
-def _calibration(req: ConvertRequest):
-    from zoo.calibration import calibration_images
-
-    return lambda n: calibration_images(n, seed=req.seed, data=req.calib_data)
-
-
 class ValidationFailed(Exception):
     """The artifact was built but failed a hard check; its manifest says which."""
 
     exit_code = 1
 
     def __init__(self, folder: Path, manifest: Dict[str, Any]) -> None:
-        failed = [k for k in ("params", "macs", "shapes", "parity", "target") if not manifest["validation"][k]["passed"]]
+        v = manifest["validation"]
+        failed = [k for k in ("params", "macs", "shapes", "parity", "target") if not v[k]["passed"]]
+        if v.get("accuracy_control", {}).get("passed") is False:
+            a = v["accuracy_control"]
+            failed.append(f"int8 top-1 drop {a['drop_pp']:.2f} pp > max_drop={a['max_drop_pp']}")
         super().__init__(f"validation failed ({', '.join(failed)}); see {folder / MANIFEST}")
         self.folder = folder
         self.manifest = manifest

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from zoo.calibration import describe, is_generated
 from zoo.registry.loader import Registry
 from zoo.registry.query import effective_input
 from zoo.registry.schema import InputSpec, Variant, Weights
@@ -195,6 +196,10 @@ def _banners(manifest: Dict[str, Any]) -> List[str]:
         out.append(f"> **FAILED VALIDATION.** This artifact did not pass its own checks "
                    f"(failed: {', '.join(failed_checks(manifest)) or 'see manifest.json'}) and was published with "
                    "`force=true`. Do not use it for anything but investigating the failure.")
+    if is_generated(manifest.get("calibration")):  # publish refuses these without force=true
+        out.append("> **GENERATED CALIBRATION: INT8 ACCURACY UNKNOWN.** This int8 artifact was calibrated on seeded "
+                   "generated images, not real data, and was published anyway with `force=true`. Do not deploy it "
+                   "as it is: rebuild it with `calib_data=DIR` (a folder of real images) and publish that.")
     w = manifest["weights"]
     if w["mode"] == "random":
         out.append(f"> **UNTRAINED.** Built from freshly initialised weights (seed {w.get('seed')}), a structural "
@@ -244,6 +249,8 @@ def _conversion_section(manifest: Dict[str, Any], spec: InputSpec, cfg: Dict[str
         f"output `{cfg['output']['name']}` {cfg['output']['shape']}: {cfg['output']['note']}",
         f"- tools: {tools}",
     ]
+    if manifest.get("calibration"):
+        lines.append(f"- calibration: {describe(manifest['calibration'])}")
     lines += [f"- {s}" for s in a.get("summary", [])]
     return lines
 

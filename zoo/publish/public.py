@@ -21,6 +21,7 @@ PATH_KEYS: List[Tuple[str, ...]] = [
     ("weights", "path"),
     ("weights", "mirror"),
     ("accuracy", "data"),
+    ("calibration", "folder"),  # the calib_data folder int8 ranges were computed on
 ]
 # Absolute paths anywhere else in a string: /a/b (two components or more: "/" alone or "/b" names no
 # one's folder), ~/a, C:\a, and file:// URLs (a local path too). Not the path of any other URL: it

@@ -5,11 +5,16 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from zoo.calibration import is_generated
+
 PASSED, KIT_ONLY, FAILED, NOT_BUILT = "passed", "kit-only", "failed", "not-built"
 # A cell holding several artifacts (sources, tags) shows the best of them.
 _RANK = {PASSED: 0, KIT_ONLY: 1, FAILED: 2, NOT_BUILT: 3}
 
 Column = Tuple[str, str]  # (target, precision)
+# Marks an int8 artifact calibrated on generated images: it passed its checks, but its int8 accuracy is unknown.
+GENERATED_CALIBRATION = "generated-calibration"
+GENERATED_NOTE = "generated calibration: int8 accuracy unknown"
 
 
 def outcome(row: Mapping[str, Any]) -> str:
@@ -45,13 +50,20 @@ def column_label(col: Column) -> str:
 @dataclass
 class Cell:
     state: str = NOT_BUILT
-    lines: List[Tuple[str, str, str]] = field(default_factory=list)  # (outcome, what, source/tag)
+    # (outcome, what, source/tag, note): note is GENERATED_NOTE or ""
+    lines: List[Tuple[str, str, str, str]] = field(default_factory=list)
 
     def text(self) -> str:
-        """What the cell says, one line per artifact: the reason, or `passed`."""
+        """What the cell says, one line per artifact: the reason, or `passed`, and any calibration note."""
         if not self.lines:
             return "not built"
-        return "\n".join(f"{what} ({who})" for _, what, who in self.lines)
+        return "\n".join(f"{what} ({who})" + (f"; {note}" if note else "") for _, what, who, note in self.lines)
+
+    @property
+    def generated_calibration(self) -> bool:
+        """The cell's colour comes only from artifacts calibrated on generated images."""
+        best = [note for s, _, _, note in self.lines if s == self.state]
+        return bool(best) and all(best)
 
 
 def cells(variants: Sequence[str], cols: Sequence[Column],
@@ -61,7 +73,8 @@ def cells(variants: Sequence[str], cols: Sequence[Column],
         cell = grid.setdefault((r["variant"], (r["target"], r["precision"])), Cell())
         state = outcome(r)
         what = r.get("reason") or ("passed" if state == PASSED else r["status"])
-        cell.lines.append((state, what, f"{r['source']}/{r['tag']}"))
+        note = GENERATED_NOTE if is_generated(r.get("calibration")) else ""
+        cell.lines.append((state, what, f"{r['source']}/{r['tag']}", note))
         if _RANK[state] < _RANK[cell.state]:
             cell.state = state
     return grid
@@ -77,9 +90,11 @@ def grid_html(variants: Sequence[str], cols: Sequence[Column], rows: Sequence[Ma
         tds = []
         for c in cols:
             cell = grid[(v, c)]
-            lines = "".join(f'<div class="{s}">{escape(what)} <span class="who">{escape(who)}</span></div>'
-                            for s, what, who in cell.lines) or "not built"
-            tds.append(f'<td class="cell {cell.state}" data-target="{escape(c[0])}" data-precision="{escape(c[1])}"'
+            lines = "".join(f'<div class="{s}">{escape(what)} <span class="who">{escape(who)}</span>'
+                            + (f' <span class="calib-note">{escape(note)}</span>' if note else "") + "</div>"
+                            for s, what, who, note in cell.lines) or "not built"
+            state = cell.state + (f" {GENERATED_CALIBRATION}" if cell.generated_calibration else "")
+            tds.append(f'<td class="cell {state}" data-target="{escape(c[0])}" data-precision="{escape(c[1])}"'
                        f' title="{escape(cell.text())}">{lines}</td>')
         body.append(f'<tr data-variant="{escape(v)}"><th scope="row">{escape(v)}</th>{"".join(tds)}</tr>')
     return (f'<table id="grid" class="grid"><thead><tr><th>variant</th>{head}</tr></thead>'

@@ -35,6 +35,11 @@ td.passed, .key.passed { background: #c7e9c0; }
 td.failed, .key.failed { background: #fcbba1; }
 td.kit-only, .key.kit-only { background: #fdd49e; }
 td.not-built, .key.not-built { background: #eeeeee; color: #666; }
+/* int8 calibrated on generated images: keeps its state's colour, hatched and outlined so it never reads as plain green */
+td.generated-calibration, .key.generated-calibration {
+  background-image: repeating-linear-gradient(135deg, transparent 0 6px, rgba(255, 190, 0, 0.55) 6px 12px);
+  outline: 2px dashed #b8860b; outline-offset: -2px; }
+.grid .calib-note { display: block; color: #7a4500; font-weight: bold; font-size: 10px; }
 .key { padding: 1px 6px; border: 1px solid #ccc; }
 figure { margin: 0 0 2em; } figcaption { color: #444; max-width: 60em; }
 svg { max-width: 100%; height: auto; }
@@ -158,7 +163,8 @@ def page(rep: Report) -> str:
     ]
     legend = " ".join(f'<span class="key {s}">{t}</span>' for s, t in (
         (grid.PASSED, "passed"), (grid.FAILED, "failed: the checks named"),
-        (grid.KIT_ONLY, "kit only: compiler not run here"), (grid.NOT_BUILT, "not built")))
+        (grid.KIT_ONLY, "kit only: compiler not run here"), (grid.NOT_BUILT, "not built"),
+        (f"{grid.PASSED} {grid.GENERATED_CALIBRATION}", grid.GENERATED_NOTE)))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>ResNeXt zoo report: {escape(rep.out_dir)}</title><style>{_STYLE}</style></head><body>"

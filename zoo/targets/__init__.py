@@ -18,7 +18,7 @@ TARGETS = {
 # The packages whose versions identify an artifact of each target (read without importing).
 TOOLS = {
     "onnx": ["onnxruntime"],
-    "openvino": ["openvino"],
+    "openvino": ["openvino", "nncf"],  # nncf quantizes the int8 IR
     "mindir": ["mindspore"],
     "ixrt": ["onnxruntime", "tensorrt", "ixrt"],
     "vacc": ["onnxruntime"],

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from zoo.calibration import CalibrationSet
 from zoo.converters.spec import OnnxSpec
 from zoo.errors import UserError
 from zoo.registry.schema import InputSpec, Variant, Weights
@@ -38,8 +39,8 @@ class TargetJob:
     seed: int = 0
     state_path: Optional[Path] = None  # canonical-named weights (.npz) when ``needs_state``
     # n -> n seeded calibration images (RGB PIL images, not preprocessed: each target preprocesses
-    # them the way its toolchain does); see zoo.calibration
-    calibration: Optional[Callable[[int], List[Any]]] = None
+    # them the way its toolchain does); it records what it handed out (zoo.calibration.CalibrationSet)
+    calibration: Optional[CalibrationSet] = None
     calib_data: Optional[Path] = None  # the user's calib_data folder (images, or a `zoo calib` set)
     progress: bool = True
 
@@ -74,6 +75,7 @@ class Target(ABC):
 
     name: str
     needs_state: bool = False  # True: the pipeline saves the canonical-named source weights for it
+    restores_accuracy: bool = False  # True: int8 layers can go back to float (``restore_accuracy``)
 
     def writes_own_weights(self, precision: str) -> bool:
         """Whether the artifact holds a new copy of the weights on disk (the free-space estimate)."""
@@ -103,6 +105,12 @@ class Target(ABC):
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         """A runner for the artifact where a runtime exists here; None where none does."""
         return None
+
+    def restore_accuracy(self, job: TargetJob, built: Built, labelled: Any, max_drop_pp: float,
+                         max_float_layers: Optional[int]) -> Built:
+        """Rebuild the int8 artifact with its most accuracy-sensitive layers in float, so that top-1 on
+        ``labelled`` drops by at most ``max_drop_pp`` points; only targets with ``restores_accuracy``."""
+        raise UserError(f"target {self.name} cannot return int8 layers to float (max_drop=)")
 
     def describe(self, job: TargetJob, built: Built) -> List[str]:
         """Lines for the one-screen summary."""

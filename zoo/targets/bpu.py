@@ -20,7 +20,8 @@ from zoo.preprocess import resize_crop
 from zoo.registry.schema import InputSpec
 from zoo.targets.base import Built, Check, Target, TargetJob
 from zoo.targets.kit import (command_line, copy_onnx, describe_kit, files_under, inside_kit_check, kit_files,
-                             option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check)
+                             option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
+                             write_calibration_note)
 from zoo.targets.onnx_checks import onnx_requirements
 
 TOOL = "hb_mapper"
@@ -214,6 +215,8 @@ class BpuTarget(Target):
         kit, o = job.stage, job.options
         images = job.calibration(int(o["calib_images"]))
         paths = write_calibration(images, job.input, kit / CALIB_DIR)
+        method = f"hb_mapper calibration_type={o['calibration_type']}, on the kit's calibration files"
+        write_calibration_note(job, self.name, method)  # where the kit's calibration files came from, beside them
         cfg_path = kit / f"{job.variant.name}_config.yaml"
         cfg_path.write_text(yaml.safe_dump(mapper_config(job, f"./{prepared.name}"), sort_keys=False))
         checks = onnx_requirements(prepared, opset=int(o["opset"]), input_name=str(o["input_name"]),
@@ -235,6 +238,7 @@ class BpuTarget(Target):
             "run_from": "the kit folder", "compiler_ran": run.ran,
             "outputs": [p.relative_to(kit).as_posix() for p in files_under(kit / prefix)] if compiled else [],
             "device_run": command_line(["hrt_model_exec", "perf", "--model_file", f"{prefix}.bin"]),
+            "calibration_method": method,
         }
         return Built(files=kit_files(kit), primary=model if compiled else cfg_path, compiled=compiled,
                      compiler=run.label, commands=[command_line([TOOL, *args]) for args, _ in steps], checks=checks,

@@ -26,7 +26,7 @@ from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name
 from zoo.errors import UserError
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 from zoo.targets.onnx_checks import RESNEXT_OPS, onnx_requirements
-from zoo.targets.kit import kit_files
+from zoo.targets.kit import calibration_record, calibration_section, kit_files
 
 OBSERVERS = ("hist_percentile", "percentile", "minmax", "entropy", "ema")
 PRECISIONS = ("fp16", "int8")
@@ -326,8 +326,10 @@ def quantize_int8(job: TargetJob, static: Path, dst: Path) -> Tuple[Dict[str, An
     # ixRT's ONNX Runtime recipe calibrates with Entropy (q["method"]). ONNX Runtime keeps every
     # calibrated activation of every batch in memory whatever the method (about 130 MB per image
     # for resnext50_32x4d), so calib_images, not the method, is what bounds memory here.
-    settings = quantize_qdq(static, dst, reader, method=str(q["method"]), per_channel=True, symmetric=True,
-                            quantize_bias=False, exclude=[str(n) for n in q.get("disable_quant_list") or []])
+    # TensorRT-style builders take symmetric int8 only (zero points of 0), for activations too.
+    settings = quantize_qdq(static, dst, reader, method=str(q["method"]), per_channel=True,
+                            activation_type="QInt8", weight_type="QInt8", activation_symmetric=True,
+                            weight_symmetric=True, quantize_bias=False, exclude=[str(n) for n in q.get("disable_quant_list") or []])
     return settings, images
 
 
@@ -435,7 +437,9 @@ def run_builder(kit: Path, names: KitNames, workspace_gib: float, timeout_s: flo
     return checks
 
 
-def readme(job: TargetJob, names: KitNames, commands: List[str], quant: Optional[Dict[str, Any]]) -> str:
+def readme(job: TargetJob, names: KitNames, commands: List[str], quant: Optional[Dict[str, Any]],
+           calibration: Sequence[str] = ()) -> str:
+    """The kit's README; ``calibration`` is its Calibration section (``zoo.targets.kit.calibration_section``)."""
     i = job.input
     lines = [
         f"# {names.model} for Iluvatar CoreX ixRT ({job.precision}, batch {names.batch})",
@@ -451,6 +455,7 @@ def readme(job: TargetJob, names: KitNames, commands: List[str], quant: Optional
         "(set CHECKPOINTS_DIR to this folder and CONFIG_DIR to this file)",
         f"- `{names.builder}`: the engine builder (ixRT's tensorrt module, or tensorrt>=10,<11)",
         "",
+        *([*calibration, ""] if calibration else []),
         "Build the engine from this folder, on a machine with ixRT and a device:",
         "",
         *[f"    {c}" for c in commands[:1]],
@@ -513,13 +518,17 @@ class IxrtTarget(Target):
         if job.precision == "int8":
             quant, int8_checks, cos = self._int8(job, names, prepared)
             checks += int8_checks
-            info.update(quantization=quant, int8_min_cosine=cos)
+            info.update(quantization=quant, int8_min_cosine=cos,
+                        calibration_method=f"onnxruntime quantize_static {quant['calibrate_method']}, symmetric QInt8 "
+                                           "(the kit's QDQ model)")
         values = config_values(job, names)
         (kit / names.config).write_text(render_config(values))
         checks += config_checks(kit / names.config, kit, values)
         shutil.copyfile(BUILDER_SOURCE, kit / names.builder)
         commands = build_commands(names, float(opts["workspace_gib"]))
-        (kit / names.readme).write_text(readme(job, names, commands, quant))
+        # the calibration images are drawn by now: the README says where they came from, as the manifest will
+        calibration = calibration_section(calibration_record(job, info.get("calibration_method")), job, self.name)
+        (kit / names.readme).write_text(readme(job, names, commands, quant, calibration))
         package = builder_package()
         ran = package is not None and device_present()
         if ran:

@@ -18,9 +18,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from zoo.converters.onnx_canonical import external_data_name
 from zoo.errors import UserError
 from zoo.store import link_or_copy
-from zoo.targets.base import Built, Check
+from zoo.targets.base import Built, Check, TargetJob
 
 LOG_DIR = "build_logs"  # where the compiler's own console output is kept, inside the kit
+CALIBRATION_NOTE = "CALIBRATION.md"  # the kit's calibration provenance, for kits that have no README of their own
 
 
 @dataclass
@@ -236,3 +237,42 @@ def describe_kit(tool: str, built: Built, kit: Path) -> List[str]:
     if built.info.get("device_run"):
         lines.append(f"on the device: {built.info['device_run']}")
     return lines
+
+
+# --- calibration provenance in the kit -------------------------------------------------------------
+
+
+def calibration_record(job: TargetJob, method: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The record the manifest will hold for the images this job has drawn (None: it drew none)."""
+    cal = job.calibration
+    return cal.record(method) if cal is not None and cal.used else None
+
+
+def calibration_section(record: Optional[Dict[str, Any]], job: TargetJob, target: str) -> List[str]:
+    """A kit README's "Calibration" section: where the int8 ranges come from and, for generated images,
+    that the kit's int8 accuracy is unknown and how to rebuild it on real data. Empty without a record."""
+    from zoo.calibration import describe, is_generated
+
+    if not record:
+        return []
+    lines = ["## Calibration", "", describe(record)]
+    if is_generated(record):
+        rebuild = command_line(["python", "-m", "zoo", "convert", f"model={job.variant.name}",
+                                f"source={job.weights.source}", f"tag={job.weights.tag}", f"target={target}",
+                                f"precision={job.precision}", "calib_data=DIR"])
+        lines += ["", "**Warning: the int8 accuracy of this kit is unknown.** Its calibration images are seeded "
+                  "generated images, not real data: enough to check the build path, not to set int8 ranges a "
+                  "deployment can trust. Rebuild the kit from a folder of real images (an ImageFolder tree, "
+                  "every class represented) by adding `calib_data=DIR` to the command that built it "
+                  "(with the same `weights=`), e.g.:", "", f"    {rebuild}"]
+    return lines
+
+
+def write_calibration_note(job: TargetJob, target: str, method: str) -> Optional[Path]:
+    """``CALIBRATION.md`` in the kit (the calibration section alone), when the job drew calibration images."""
+    lines = calibration_section(calibration_record(job, method), job, target)
+    if not lines:
+        return None
+    path = job.stage / CALIBRATION_NOTE
+    path.write_text("\n".join([f"# {job.variant.name} {target} {job.precision} kit: calibration", "", *lines]) + "\n")
+    return path

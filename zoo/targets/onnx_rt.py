@@ -1,19 +1,21 @@
 """ONNX for ONNX Runtime: the canonical fp32 model itself, its float16 copy, or a static QDQ int8 model.
 
 fp16 converts with ONNX Runtime's own float16 tool, keeping the float32 input and output (callers
-feed float32 images and read float32 scores). int8 is ``quantize_static`` in QDQ format, per-channel
-and symmetric, calibrated on images preprocessed exactly as the registry says.
+feed float32 images and read float32 scores). int8 is ``quantize_static`` in QDQ format with the
+types ONNX Runtime's CPU kernels run fastest (uint8 activations, per-channel int8 weights: about
+1.8x fp32 on a ResNeXt-50, where symmetric int8 activations ran slower than fp32), calibrated on
+images preprocessed exactly as the registry says.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name, save
 from zoo.errors import UserError
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 from zoo.targets.kit import copy_onnx
-from zoo.targets.quantize import METHODS, ImageCalibrationReader, count_qdq, quantize_qdq
+from zoo.targets.quantize import METHODS, TYPES, calibration_reader, count_qdq, quantize_qdq
 
 
 def ort_runner(path: Path, batch: Optional[int], threads: int = 0) -> Runner:
@@ -35,6 +37,7 @@ def ort_runner(path: Path, batch: Optional[int], threads: int = 0) -> Runner:
 
 class OnnxTarget(Target):
     name = "onnx"
+    restores_accuracy = True
 
     def check_options(self, options, precision) -> None:
         super().check_options(options, precision)
@@ -43,6 +46,9 @@ class OnnxTarget(Target):
             raise UserError(f"target.int8.calibrate_method={method}: choose one of {', '.join(METHODS)}")
         if precision == "int8" and int(options["int8"]["calib_images"]) < 1:
             raise UserError("target.int8.calib_images must be at least 1")
+        for key in ("activation_type", "weight_type"):
+            if precision == "int8" and options["int8"][key] not in TYPES:
+                raise UserError(f"target.int8.{key}={options['int8'][key]}: choose one of {', '.join(TYPES)}")
 
     def writes_own_weights(self, precision: str) -> bool:
         return precision != "fp32"  # fp32 is the canonical model, hard-linked
@@ -86,24 +92,48 @@ class OnnxTarget(Target):
         else:
             q = job.options["int8"]
             batch = None if job.spec.dynamic_batch else job.spec.batch
-            from zoo.calib_formats import NpyCalibrationReader, is_npy_set
-
-            if job.calib_data is not None and is_npy_set(job.calib_data):  # a set made by `zoo calib target=onnx`
-                reader = NpyCalibrationReader(job.calib_data, job.spec.input_name, batch or 1)
-            else:
-                reader = ImageCalibrationReader(job.calibration(int(q["calib_images"])), job.input,
-                                                job.spec.input_name, batch)
+            reader = calibration_reader(job, int(q["calib_images"]), batch)
             info = quantize_qdq(fp32, prepared, reader, method=str(q["calibrate_method"]),
-                                per_channel=bool(q["per_channel"]), symmetric=bool(q["symmetric"]))
-            counts = count_qdq(prepared)
-            info["qdq_nodes"] = counts
-            checks = [Check("int8 model is QDQ", min(counts.values()) > 0,
-                            f"{counts['QuantizeLinear']} QuantizeLinear, {counts['DequantizeLinear']} DequantizeLinear")]
+                                per_channel=bool(q["per_channel"]), activation_type=str(q["activation_type"]),
+                                weight_type=str(q["weight_type"]), activation_symmetric=bool(q["activation_symmetric"]),
+                                weight_symmetric=bool(q["weight_symmetric"]))
+            info["calibration_method"] = (f"onnxruntime quantize_static {info['calibrate_method']}, "
+                                          f"{info['activation']} activations / {info['weight']} weights")
+            info["qdq_nodes"], check = _qdq_check(prepared)
+            checks = [check]
         onnx.checker.check_model(str(prepared))
         return Built(files=files, primary=prepared, compiled=True, compiler=compiler, checks=checks, info=info)
 
+    def restore_accuracy(self, job: TargetJob, built: Built, labelled, max_drop_pp: float,
+                         max_float_layers: Optional[int]) -> Built:
+        """NNCF's accuracy control on the canonical ONNX (its ONNX backend), calibrated on the same
+        images; the QDQ model it returns replaces the first one."""
+        import onnx
+
+        from zoo.targets import nncf_quantize
+        from zoo.targets.quantize import calibration_batches, calibration_reader
+
+        batch = None if job.spec.dynamic_batch else job.spec.batch
+        batches = calibration_batches(calibration_reader(job, int(job.options["int8"]["calib_images"]), batch))
+        model = nncf_quantize.restore_accuracy(onnx.load(str(job.onnx_path)), batches, labelled, max_drop_pp,
+                                               batch, max_float_layers, job.progress)
+        onnx.save(model, str(built.primary))
+        info = {"format": "QDQ", **nncf_quantize.summary(model, "nncf.quantize_with_accuracy_control")}
+        info["calibration_method"] = f"{info['tool']} quantize_with_accuracy_control (max drop {max_drop_pp} pp)"
+        info["qdq_nodes"], check = _qdq_check(built.primary)
+        checks = [c for c in built.checks if c.name != check.name] + [check]
+        onnx.checker.check_model(str(built.primary))
+        return Built(files=built.files, primary=built.primary, compiled=True, compiler=built.compiler,
+                     checks=checks, info=info)
+
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         return ort_runner(built.primary, None if job.spec.dynamic_batch else job.spec.batch)
+
+
+def _qdq_check(path: Path) -> Tuple[Dict[str, int], Check]:
+    counts = count_qdq(path)
+    return counts, Check("int8 model is QDQ", min(counts.values()) > 0,
+                         f"{counts['QuantizeLinear']} QuantizeLinear, {counts['DequantizeLinear']} DequantizeLinear")
 
 
 def _with_data(path: Path) -> List[Path]:

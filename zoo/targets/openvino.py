@@ -2,19 +2,22 @@
 
 ``ov.convert_model`` reads the ONNX; ``ov.save_model`` writes the IR, compressing weights to float16
 for precision fp16 (the CPU plugin decompresses them and computes in its own inference precision).
+int8 is NNCF's post-training quantization of the converted model, calibrated on the same images as
+every other int8 target (``zoo.targets.nncf_quantize``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
+from zoo.errors import UserError
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 
 
 def inference_config(core, precision: str) -> dict:
     """The CPU plugin computes in bf16 by default where the processor has it (AMX), which is neither
     precision asked for: an fp32 artifact runs in f32, an fp16 one in f16 where the CPU supports it."""
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):  # int8: the layers NNCF left in float run as the canonical model's
         return {"INFERENCE_PRECISION_HINT": "f32"}
     if "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         return {"INFERENCE_PRECISION_HINT": "f16"}
@@ -23,6 +26,12 @@ def inference_config(core, precision: str) -> dict:
 
 class OpenVinoTarget(Target):
     name = "openvino"
+    restores_accuracy = True
+
+    def check_options(self, options, precision) -> None:
+        super().check_options(options, precision)
+        if precision == "int8" and int(options["int8"]["calib_images"]) < 1:
+            raise UserError(f"target.int8.calib_images={options['int8']['calib_images']}: must be at least 1")
 
     def prepare(self, job: TargetJob) -> Path:
         return job.onnx_path  # OpenVINO reads the canonical ONNX directly
@@ -31,6 +40,40 @@ class OpenVinoTarget(Target):
         import openvino as ov
 
         model = ov.convert_model(str(prepared))
+        info = {}
+        if job.precision == "int8":
+            model, info = self._quantize(job, model)
+        return self._save(job, model, info)
+
+    def _quantize(self, job: TargetJob, model):
+        from zoo.targets import nncf_quantize
+        from zoo.targets.quantize import calibration_batches, calibration_reader
+
+        batch = None if job.spec.dynamic_batch else job.spec.batch
+        batches = calibration_batches(calibration_reader(job, int(job.options["int8"]["calib_images"]), batch))
+        model = nncf_quantize.quantize(model, batches, job.progress)
+        info = nncf_quantize.summary(model, "nncf.quantize")
+        info["calibration_method"] = f"{info['tool']} quantize (min-max ranges, fast bias correction)"
+        return model, info
+
+    def restore_accuracy(self, job: TargetJob, built: Built, labelled, max_drop_pp: float,
+                         max_float_layers: Optional[int]) -> Built:
+        import openvino as ov
+
+        from zoo.targets import nncf_quantize
+        from zoo.targets.quantize import calibration_batches, calibration_reader
+
+        batch = None if job.spec.dynamic_batch else job.spec.batch
+        batches = calibration_batches(calibration_reader(job, int(job.options["int8"]["calib_images"]), batch))
+        model = nncf_quantize.restore_accuracy(ov.convert_model(str(job.onnx_path)), batches, labelled,
+                                               max_drop_pp, batch, max_float_layers, job.progress)
+        info = nncf_quantize.summary(model, "nncf.quantize_with_accuracy_control")
+        info["calibration_method"] = f"{info['tool']} quantize_with_accuracy_control (max drop {max_drop_pp} pp)"
+        return self._save(job, model, info)
+
+    def _save(self, job: TargetJob, model, info) -> Built:
+        import openvino as ov
+
         xml = job.stage / "model.xml"
         ov.save_model(model, str(xml), compress_to_fp16=job.precision == "fp16")
         bin_ = xml.with_suffix(".bin")
@@ -46,8 +89,12 @@ class OpenVinoTarget(Target):
             consts = [op for op in reread.get_ordered_ops() if op.get_type_name() == "Constant"]
             f16 = sum(1 for c in consts if c.get_element_type() == ov.Type.f16)
             checks.append(Check("weights compressed to fp16", f16 > 0, f"{f16} float16 constants"))
+        if job.precision == "int8":
+            fq = sum(1 for op in reread.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
+            checks.append(Check("IR is quantized (FakeQuantize on activations)", fq > 0, f"{fq} FakeQuantize ops"))
+        info.update(input_shape=str(shape), compress_to_fp16=job.precision == "fp16")
         return Built(files=[xml, bin_], primary=xml, compiled=True, compiler=f"openvino {ov.__version__}",
-                     checks=checks, info={"input_shape": str(shape), "compress_to_fp16": job.precision == "fp16"})
+                     checks=checks, info=info)
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         import numpy as np

@@ -1,8 +1,10 @@
-"""Static int8 quantisation with ONNX Runtime: QDQ, per-channel, symmetric, calibrated on real pixels.
+"""Static int8 quantisation with ONNX Runtime: QDQ, per-channel, calibrated on real pixels.
 
-Shared by the targets whose int8 path is an ONNX Runtime QDQ model (onnx int8, ixRT int8). The
-calibration reader hands ONNX Runtime one batch per collection pass, so memory stays flat however
-many images are used.
+Shared by the targets whose int8 path is an ONNX Runtime QDQ model (onnx int8, ixRT int8); each
+target's yaml names its own types. ONNX Runtime's x86 kernels are fast for uint8 activations with
+int8 weights (the VNNI / AMX u8s8 dot products); TensorRT-style builders want symmetric int8 for
+both. The calibration reader hands ONNX Runtime one batch per collection pass, so memory stays flat
+however many images are used.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from zoo.preprocess import preprocess
 from zoo.registry.schema import InputSpec
 
 METHODS = ("MinMax", "Entropy", "Percentile")
+TYPES = ("QInt8", "QUInt8")
 
 
 class StridedCalibrationReader:
@@ -79,7 +82,8 @@ class ImageCalibrationReader(StridedCalibrationReader):
 
 
 def quantize_qdq(src: Path, dst: Path, reader: StridedCalibrationReader, method: str = "MinMax",
-                 per_channel: bool = True, symmetric: bool = True, quantize_bias: bool = True,
+                 per_channel: bool = True, activation_type: str = "QInt8", weight_type: str = "QInt8",
+                 activation_symmetric: bool = True, weight_symmetric: bool = True, quantize_bias: bool = True,
                  exclude: Sequence[str] = ()) -> Dict[str, object]:
     """Write the QDQ int8 model of ``src`` to ``dst``; returns the settings used (for the manifest)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -87,25 +91,47 @@ def quantize_qdq(src: Path, dst: Path, reader: StridedCalibrationReader, method:
 
     if method not in METHODS:
         raise ValueError(f"calibrate_method {method!r}: choose one of {', '.join(METHODS)}")
+    for t in (activation_type, weight_type):
+        if t not in TYPES:
+            raise ValueError(f"quantisation type {t!r}: choose one of {', '.join(TYPES)}")
     # ORT's recommended pre-processing: shape inference and graph optimisation before calibration.
     pre = Path(dst).with_name(Path(dst).stem + ".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     # A closing Softmax (PaddleClas exports probabilities) stays in float: int8 probabilities of a
     # peaked distribution round to a handful of levels, and it costs nothing to keep it exact.
     exclude = list(exclude) + softmax_nodes(pre)
-    extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": symmetric, "CalibStridedMinMax": 1}
+    extra = {"ActivationSymmetric": activation_symmetric, "WeightSymmetric": weight_symmetric, "CalibStridedMinMax": 1}
     if not quantize_bias:
         extra["QuantizeBias"] = False
     quantize_static(
         str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        activation_type=getattr(QuantType, activation_type), weight_type=getattr(QuantType, weight_type),
         calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=list(exclude) or None,
         extra_options=extra,
     )
     pre.unlink()
-    return {"format": "QDQ", "activation": "QInt8", "weight": "QInt8", "per_channel": per_channel,
-            "symmetric": symmetric, "calibrate_method": method, "calibration_images": reader.count(),
+    return {"format": "QDQ", "activation": activation_type, "weight": weight_type, "per_channel": per_channel,
+            "activation_symmetric": activation_symmetric, "weight_symmetric": weight_symmetric,
+            "calibrate_method": method, "calibration_images": reader.count(),
             "bias_quantized": quantize_bias, "excluded_nodes": list(exclude)}
+
+
+def calibration_reader(job, n: int, batch: Optional[int]) -> StridedCalibrationReader:
+    """The job's calibration data as a reader: a `zoo calib` .npy set as it is, else ``n`` images
+    drawn through the job's calibration set (which records what was used)."""
+    from zoo.calib_formats import NpyCalibrationReader, is_npy_set
+
+    if job.calib_data is not None and is_npy_set(job.calib_data):
+        reader = NpyCalibrationReader(job.calib_data, job.spec.input_name, batch or 1)
+        job.calibration.note_files(reader.files, classes=reader.classes_covered)
+        return reader
+    return ImageCalibrationReader(job.calibration(n), job.input, job.spec.input_name, batch)
+
+
+def calibration_batches(reader: StridedCalibrationReader) -> List[np.ndarray]:
+    """Every batch the reader serves, as arrays (the form NNCF's ``Dataset`` takes)."""
+    reader.set_range(0, len(reader))
+    return [b[reader.input_name] for b in iter(reader.get_next, None)]
 
 
 def softmax_nodes(path: Path) -> List[str]:

@@ -19,7 +19,8 @@ from zoo.errors import UserError
 from zoo.registry.schema import InputSpec
 from zoo.targets.base import Built, Check, Target, TargetJob
 from zoo.targets.kit import (Seq, command_line, copy_onnx, describe_kit, files_under, inside_kit_check, kit_files,
-                             option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check)
+                             option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
+                             write_calibration_note)
 from zoo.targets.onnx_checks import onnx_requirements
 
 TOOL = "vamc"
@@ -335,6 +336,8 @@ class VaccTarget(Target):
         require_rgb_nchw(job.input, TOOL)
         kit, o = job.stage, job.options
         cfg_path, vdsp_path, written = write_kit(job, prepared)
+        method = f"vamc calibrate_mode={o['calibrate_mode']}, on the kit's calibration images"
+        write_calibration_note(job, self.name, method)  # int8: where the kit's calibration images came from
         checks = kit_checks(job, prepared, cfg_path, vdsp_path, written)
         args = ["compile" if o["schema"] == "current" else "build", cfg_path.name]
         run = run_compiler(TOOL, [(args, "vamc.log")], kit, float(o["compile_timeout_s"]), checks)
@@ -352,6 +355,8 @@ class VaccTarget(Target):
             "compiler_ran": run.ran, "suite": [p.relative_to(kit).as_posix() for p in suite],
             "device_run": device_run(job, vdsp_path, primary.with_suffix("").relative_to(kit) if compiled else None),
         }
+        if job.precision == "int8":
+            info["calibration_method"] = method
         return Built(files=kit_files(kit), primary=primary, compiled=compiled, compiler=run.label,
                      commands=[command_line([TOOL, *args])], checks=checks, info=info)
 

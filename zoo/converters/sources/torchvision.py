@@ -14,6 +14,8 @@ from zoo.errors import UserError
 from zoo.registry.schema import Shortcut, Stem
 
 WSL_SUFFIX = "_wsl"  # torch hub's WSL-Images entry names
+# torchvision's ResNet class itself: a site's own ResNeXt shape has no named builder, so build it from the arch
+GENERIC_RESNET = "resnet.ResNet"
 
 
 class TorchvisionAdapter(TorchAdapter):
@@ -22,7 +24,7 @@ class TorchvisionAdapter(TorchAdapter):
     def create(self, variant, weights) -> torch.nn.Module:
         import torchvision.models as tvm
 
-        if weights.model_name.endswith(WSL_SUFFIX):
+        if weights.model_name.endswith(WSL_SUFFIX) or weights.model_name == GENERIC_RESNET:
             return _wsl_resnext(variant)
         if weights.model_name not in tvm.list_models():
             raise UserError(f"torchvision has no builder '{weights.model_name}'")
