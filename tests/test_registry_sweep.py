@@ -3,8 +3,9 @@
 One Hydra multirun through the local parallel launcher (the zoo_joblib preset), fresh weights
 (weights=random) built by each source's own library. Every pair converts and validates, every
 combination the registry does not have is skipped with one line, and the identical sweep run again
-is all cache hits. 32x48d (>2 GiB) is tests/test_wsl_giants.py; MindCV has no converter yet.
-Slow (about ten minutes on 2 cores), and part of CI.
+is all cache hits. 32x48d (>2 GiB) is tests/test_wsl_giants.py. MindCV's four pairs take 1-1.5 minutes
+each (MindSpore's CPU reference is the slow part). Slow (20 minutes on 2 cores shared with other work), and
+part of CI.
 """
 from __future__ import annotations
 

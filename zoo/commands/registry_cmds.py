@@ -38,7 +38,7 @@ def run_lookup(cfg: DictConfig) -> None:
         raise UserError("lookup needs a variant: python -m zoo lookup model=resnext101_32x8d")
     reg = load_registry()
     v = resolve_variant(reg, cfg.model.name)
-    rows = lookup_rows(reg, v, _source_name(cfg))
+    rows = lookup_rows(reg, v, _source_name(cfg), cfg.get("tag"))
     arch = architecture_summary(v)
     if fmt == "table":
         a = arch

@@ -8,8 +8,9 @@ torchvision and timm models built by the libraries themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
-from zoo.registry.schema import Arch, Stem
+from zoo.registry.schema import Arch, ParamsCounted, Stem
 
 MAC_CONVENTION = "conv + classifier multiply-accumulates; BN, ReLU, pooling and adds not counted"
 
@@ -18,6 +19,7 @@ MAC_CONVENTION = "conv + classifier multiply-accumulates; BN, ReLU, pooling and 
 class ArchStats:
     params: int
     macs: int
+    bn_stats: int = 0  # BatchNorm moving means and variances: buffers, not parameters (MindSpore counts them)
 
 
 def _conv(cin: int, cout: int, k: int, hw_out: int, groups: int = 1) -> tuple[int, int]:
@@ -27,11 +29,12 @@ def _conv(cin: int, cout: int, k: int, hw_out: int, groups: int = 1) -> tuple[in
 
 def arch_stats(arch: Arch, size: int = 224) -> ArchStats:
     """Exact learnable-parameter count and MACs at ``size`` x ``size`` input."""
-    params = macs = 0
+    params = macs = bn_stats = 0
 
     def add(p: int, m: int, bn_channels: int = 0) -> None:
-        nonlocal params, macs
+        nonlocal params, macs, bn_stats
         params += p + 2 * bn_channels  # BN weight and bias are parameters; running stats are not
+        bn_stats += 2 * bn_channels
         macs += m
 
     hw = size // 2
@@ -61,4 +64,12 @@ def arch_stats(arch: Arch, size: int = 224) -> ArchStats:
             hw = hw_out
     fc = inplanes * arch.num_classes
     add(fc + arch.num_classes, fc)
-    return ArchStats(params=params, macs=macs)
+    return ArchStats(params=params, macs=macs, bn_stats=bn_stats)
+
+
+def params_as_counted(arch: Arch, counted: Optional[ParamsCounted]) -> int:
+    """The architecture's parameter count under a published figure's convention (None: trainable only)."""
+    stats = arch_stats(arch)
+    if counted is ParamsCounted.trainable_and_bn_stats:
+        return stats.params + stats.bn_stats
+    return stats.params

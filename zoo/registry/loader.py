@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Type, TypeVar
+from typing import Any, Dict, NamedTuple, Type, TypeVar
 
 import yaml
 from omegaconf import OmegaConf
@@ -30,6 +30,14 @@ def conf_dir() -> Path:
     return Path(os.environ.get("ZOO_CONF", PACKAGE_CONF)).resolve()
 
 
+class Checkpoint(NamedTuple):
+    """Where a checkpoint alias points: one (variant, source, tag)."""
+
+    variant: str
+    source: str
+    tag: str
+
+
 @dataclass(frozen=True)
 class Registry:
     variants: Dict[str, Variant]
@@ -37,6 +45,7 @@ class Registry:
     sources: Dict[str, Source]
     documents: Dict[str, Document]
     root: Path
+    checkpoints: Dict[str, Checkpoint] = field(default_factory=dict)  # legacy checkpoint name -> its entry
 
 
 # Aliases may add at most this many nodes to a file once expanded. The registry's own files use no
@@ -193,9 +202,15 @@ def _load(root: Path) -> Registry:
         _check_consistency(path, v, sources, documents)
         v.size = size_of(v.arch)  # derived here, so it always matches the architecture
         variants[v.name] = v
+    checkpoints: Dict[str, Checkpoint] = {}
     for v in variants.values():
-        for a in v.aliases:
-            if a in variants or a in aliases:
+        named = [(a, None) for a in v.aliases] + [(a, w) for w in v.weights for a in w.aliases]
+        for a, w in named:
+            if a in variants or a in aliases or a in checkpoints:
                 raise UserError(f"{root / 'model' / v.name}.yaml: alias '{a}' is already taken")
-            aliases[a] = v.name
-    return Registry(variants=variants, aliases=aliases, sources=sources, documents=documents, root=root)
+            if w is None:
+                aliases[a] = v.name
+            else:
+                checkpoints[a] = Checkpoint(v.name, w.source, w.tag)
+    return Registry(variants=variants, aliases=aliases, sources=sources, documents=documents, root=root,
+                    checkpoints=checkpoints)

@@ -6,18 +6,35 @@ import fnmatch
 from typing import Any, Dict, List, Optional
 
 from zoo.errors import Unavailable, UserError
-from zoo.registry.arch_stats import MAC_CONVENTION, arch_stats
-from zoo.registry.loader import Registry, size_of
-from zoo.registry.schema import InputSpec, Published, Variant, Weights
+from zoo.registry.arch_stats import MAC_CONVENTION, arch_stats, params_as_counted
+from zoo.registry.loader import Checkpoint, Registry, size_of
+from zoo.registry.schema import InputSpec, ParamsCounted, Published, Variant, Weights
+
+
+def _exact_name(reg: Registry, name: str) -> str:
+    """``name`` itself if the registry knows it, else the one known name equal to it ignoring case
+    (vendor tables print ``ResNeXt50_32x4d`` and ``ResNext101_32x8d``)."""
+    if name in reg.variants or name in reg.aliases or name in reg.checkpoints:
+        return name
+    folded = [n for n in (*reg.variants, *reg.aliases, *reg.checkpoints) if n.lower() == name.lower()]
+    return folded[0] if len(folded) == 1 else name
+
+
+def resolve_checkpoint(reg: Registry, name: str) -> Optional[Checkpoint]:
+    """The (variant, source, tag) an older checkpoint name stands for (timm's ``tv_resnext50_32x4d``), or None."""
+    return reg.checkpoints.get(_exact_name(reg, name))
 
 
 def resolve_variant(reg: Registry, name: str) -> Variant:
-    """A variant by name or alias; an unknown name gets did-you-mean suggestions."""
+    """A variant by name, alias or checkpoint alias; an unknown name gets did-you-mean suggestions."""
+    name = _exact_name(reg, name)
     if name in reg.variants:
         return reg.variants[name]
     if name in reg.aliases:
         return reg.variants[reg.aliases[name]]
-    known = list(reg.variants) + list(reg.aliases)
+    if name in reg.checkpoints:
+        return reg.variants[reg.checkpoints[name].variant]
+    known = list(reg.variants) + list(reg.aliases) + list(reg.checkpoints)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UserError(f"unknown model '{name}': {hint}run `python -m zoo list` to see every variant")
@@ -75,10 +92,14 @@ def list_rows(reg: Registry, pattern: Optional[str] = None, source: Optional[str
     if source is not None and source not in reg.sources:
         raise UserError(f"unknown source '{source}': known sources are {', '.join(sorted(reg.sources))}")
     rows = []
-    for v in match_variants(reg, pattern):
+    named = {v.name for v in match_variants(reg, pattern)}
+    for v in reg.variants.values():
         size = v.size or size_of(v.arch)
         for w in v.weights:
             if source is not None and w.source != source:
+                continue
+            # a checkpoint alias matches its own row only (filter='gluon_*')
+            if v.name not in named and not any(fnmatch.fnmatchcase(a, pattern or "") for a in w.aliases):
                 continue
             complexity = _first(w.published, "macs_g")
             convention = "MACs" if complexity is not None else None
@@ -99,6 +120,7 @@ def list_rows(reg: Registry, pattern: Optional[str] = None, source: Optional[str
                 "output": w.output.value,
                 "license": w.license,
                 "weights": w.hf_hub_id or w.url,
+                "aliases": " ".join(w.aliases),  # older names of this checkpoint (timm's deprecated ones)
                 "disputed": any(p.disputed for p in w.published),
                 "arch_params": size.params,  # computed from the architecture, unlike params_m
                 # MACs counted from the architecture at this checkpoint's input size: one convention for
@@ -136,13 +158,17 @@ _DEPLOYMENT_FIELDS = [
 ]
 
 
-def lookup_rows(reg: Registry, v: Variant, source: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Every published number for a variant, one row each, with its provenance."""
+def lookup_rows(reg: Registry, v: Variant, source: Optional[str] = None, tag: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every published number for a variant (or one of its checkpoints), one row each, with its provenance."""
     if source is not None:
-        select_weights(reg, v, source)  # validates the source for this variant
+        select_weights(reg, v, source, tag)  # validates the source (and tag) for this variant
+    elif tag is not None and not any(w.tag == tag for w in v.weights):
+        raise Unavailable(f"{v.name} has no tag '{tag}'; tags: {', '.join(dict.fromkeys(w.tag for w in v.weights))}")
     rows: List[Dict[str, Any]] = []
     for w in v.weights:
         if source is not None and w.source != source:
+            continue
+        if tag is not None and w.tag != tag:
             continue
         for p in w.published:
             for field, metric, unit in _PUBLISHED_FIELDS:
@@ -150,13 +176,19 @@ def lookup_rows(reg: Registry, v: Variant, source: Optional[str] = None) -> List
                 if val is None:
                     continue
                 disputes = [d for d in p.disputed if d.split(":")[0].strip() == field]
+                context = p.note or ""
+                if field in ("params", "params_m") and p.params_counted is ParamsCounted.trainable_and_bn_stats:
+                    counted = f"counts trainable parameters + BN moving statistics ({params_as_counted(v.arch, p.params_counted):,})"
+                    context = f"{context}; {counted}" if context else counted
                 rows.append({
                     "kind": "published", "source": w.source, "tag": w.tag, "metric": metric,
-                    "value": val, "unit": unit, "input_size": p.input_size, "context": p.note or "",
+                    "value": val, "unit": unit, "input_size": p.input_size, "context": context,
                     "disputed": "; ".join(disputes), **_provenance(reg, p),
                 })
     for d in v.deployments:
         if source is not None and d.weights_source not in (None, source):
+            continue
+        if tag is not None and d.weights_tag != tag:
             continue
         context = ", ".join(x for x in [
             d.device or "device not stated", d.sdk or "", f"{d.precision}",

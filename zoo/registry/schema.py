@@ -45,6 +45,13 @@ class Output(Enum):
     probs = "probs"
 
 
+class ParamsCounted(Enum):
+    """What a published params figure counts."""
+
+    trainable = "trainable"  # the learnable parameters (torch's parameters()): the architecture's count
+    trainable_and_bn_stats = "trainable_and_bn_stats"  # plus BN moving mean and variance (MindSpore Parameters)
+
+
 @dataclass
 class Arch:
     """What the network is, independent of who trained it."""
@@ -98,6 +105,7 @@ class Published:
     top5: Optional[float] = None
     params_m: Optional[float] = None
     params: Optional[int] = None  # an exact count, where the source gives one
+    params_counted: Optional[ParamsCounted] = None  # the convention of params / params_m; None: trainable
     macs_g: Optional[float] = None  # multiply-accumulates
     flops_g: Optional[float] = None  # the source calls them FLOPs; convention as published
     input_size: Optional[int] = None
@@ -126,6 +134,9 @@ class Weights:
     input: Optional[InputSpec] = None  # overrides the variant's input spec
     published: List[Published] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    # Older names of this one checkpoint (timm's deprecated `tv_`, `gluon_`, `ssl_`, `swsl_`, `ig_` models):
+    # each resolves to this (variant, source, tag), not merely to the variant.
+    aliases: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -196,3 +207,6 @@ class Source:
     library: str = MISSING  # the Python package that builds its models
     homepage: str = MISSING
     checkpoint_format: str = MISSING
+    # Set for a zoo whose checkpoints are listed for their published figures only (no converter): why,
+    # and what to run instead. ``convert`` answers with it.
+    reference_only: Optional[str] = None

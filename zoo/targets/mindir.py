@@ -3,7 +3,8 @@
 MindIR is not converted from the ONNX (ONNX -> MindIR needs MindSpore Lite's converter, which is not
 on the registry): the pipeline hands over the source weights under canonical (timm) names, the
 network in :mod:`zoo.targets.mindspore_net` takes them, and ``mindspore.export`` writes the MindIR
-with a dynamic or a static batch. MindSpore and Paddle clash in one process (oneDNN symbols), so all
+with a dynamic or a static batch (from a MindCV source, MindCV's own network takes them instead).
+MindSpore and Paddle clash in one process (oneDNN symbols), so all
 MindSpore work runs in a child process (:mod:`zoo.targets.mindir_worker`); this module never imports MindSpore.
 Where MindSpore is not installed, compile leaves a kit: the weights, the export request and the command.
 """
@@ -143,8 +144,11 @@ class MindirTarget(Target):
         return job.onnx_path
 
     def export_request(self, job: TargetJob, state: Path, out: Path) -> Dict[str, Any]:
-        return {"arch": arch_request(job.variant.arch), "state": str(state), "out": str(out),
-                "size": int(job.input.size), "batch": static_batch(job.options), "softmax": outputs_probs(job)}
+        request = {"arch": arch_request(job.variant.arch), "state": str(state), "out": str(out),
+                   "size": int(job.input.size), "batch": static_batch(job.options), "softmax": outputs_probs(job)}
+        if job.weights.source == "mindcv":
+            request["mindcv"] = job.weights.model_name  # export MindCV's own network with the weights
+        return request
 
     def compile(self, job: TargetJob, prepared: Path) -> Built:
         if job.state_path is None:
@@ -184,7 +188,8 @@ class MindirTarget(Target):
         request["report"] = "export-report.json"
         (job.stage / KIT_REQUEST).write_text(json.dumps(request, indent=1))
         # the worker takes relative paths from the request's folder, so the kit runs wherever it is copied
-        commands = ["pip install 'resnext-zoo[mindspore]'",
+        extra = "mindcv" if "mindcv" in request else "mindspore"
+        commands = [f"pip install 'resnext-zoo[{extra}]'",
                     f"python -m {WORKER} export {KIT_REQUEST}   # in this folder"]
         return Built(files=[job.stage / KIT_REQUEST, weights], primary=job.stage / KIT_REQUEST, compiled=False,
                      compiler="mindspore (not installed)", commands=commands,

@@ -59,17 +59,26 @@ def written_files(out: Path) -> tuple[str, List[str]]:
 def export(req: Dict[str, Any]) -> int:
     """Build the net, map the canonical weights onto it, export MindIR, report what was written."""
     ms = _setup()
-    from zoo.targets.mindspore_net import ResNeXt, load_state, state_mismatch
+    from zoo.targets.mindspore_net import ResNeXt, canonical_name, load_state, state_mismatch
 
-    net = ResNeXt(req["arch"], softmax=bool(req["softmax"]))
+    if req.get("mindcv"):  # a MindCV source: MindCV's own network, not one rebuilt from the spec
+        from mindcv.models import create_model
+
+        from zoo.converters.sources.mindcv_names import to_canonical
+
+        if req["softmax"]:
+            raise ValueError("MindCV's networks end in logits; a softmax head is not exported for them")
+        net, name_of = create_model(req["mindcv"], num_classes=int(req["arch"]["num_classes"])), to_canonical
+    else:
+        net, name_of = ResNeXt(req["arch"], softmax=bool(req["softmax"])), canonical_name
     net.set_train(False)
     with np.load(req["state"]) as npz:
         state = {k: npz[k] for k in npz.files}
-    problems = state_mismatch(net, state)
+    problems = state_mismatch(net, state, name_of=name_of)
     if problems:
         _write(req["report"], {"ok": False, "kind": "state", "error": "; ".join(problems)})
         return EXIT_STATE_MISMATCH
-    mapped = load_state(net, state)
+    mapped = load_state(net, state, name_of)
     size = int(req["size"])
     batch: Optional[int] = req["batch"]  # None: dynamic batch
     sample = ms.Tensor(shape=[None, 3, size, size], dtype=ms.float32) if batch is None \

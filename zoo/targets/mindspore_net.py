@@ -8,7 +8,7 @@ never a process that may hold Paddle.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -179,14 +179,15 @@ def canonical_name(param_name: str) -> str:
     return f"{head}.{back.get(last, last)}"
 
 
-def expected_shapes(net: nn.Cell) -> Dict[str, Tuple[int, ...]]:
-    """Canonical key -> shape of every parameter the net holds."""
-    return {canonical_name(p.name): tuple(p.shape) for p in net.get_parameters()}
+def expected_shapes(net: nn.Cell, name_of: Callable[[str], str] = canonical_name) -> Dict[str, Tuple[int, ...]]:
+    """Canonical key -> shape of every parameter the net holds (``name_of`` maps another net's names, MindCV's)."""
+    return {name_of(p.name): tuple(p.shape) for p in net.get_parameters()}
 
 
-def state_mismatch(net: nn.Cell, state: Mapping[str, np.ndarray], show: int = 5) -> List[str]:
+def state_mismatch(net: nn.Cell, state: Mapping[str, np.ndarray], show: int = 5,
+                   name_of: Callable[[str], str] = canonical_name) -> List[str]:
     """Human-readable problems (missing, unexpected, mis-shaped keys; the first few of each); [] when it fits."""
-    want = expected_shapes(net)
+    want = expected_shapes(net, name_of)
     missing = sorted(set(want) - set(state))
     unexpected = sorted(set(state) - set(want))
     misshaped = [f"{k} {tuple(state[k].shape)} (expected {want[k]})"
@@ -199,12 +200,12 @@ def state_mismatch(net: nn.Cell, state: Mapping[str, np.ndarray], show: int = 5)
     return problems
 
 
-def load_state(net: nn.Cell, state: Mapping[str, np.ndarray]) -> int:
+def load_state(net: nn.Cell, state: Mapping[str, np.ndarray], name_of: Callable[[str], str] = canonical_name) -> int:
     """Copy canonical-named arrays onto the net's parameters; returns how many were set.
 
     Call :func:`state_mismatch` first: this assumes every key fits.
     """
-    params = {canonical_name(p.name): p for p in net.get_parameters()}
+    params = {name_of(p.name): p for p in net.get_parameters()}
     for key, param in params.items():
         param.set_data(ms.Tensor(np.ascontiguousarray(state[key], dtype=np.float32)))
     return len(params)

@@ -12,6 +12,7 @@ ADAPTERS = {
     "timm": "zoo.converters.sources.timm:TimmAdapter",
     "mmcls": "zoo.converters.sources.mmcls:MmclsAdapter",
     "ppcls": "zoo.converters.sources.ppcls:PpclsAdapter",
+    "mindcv": "zoo.converters.sources.mindcv:MindcvAdapter",
 }
 # The packages whose versions identify an artifact built from each source (read without importing).
 TOOLS = {
@@ -19,14 +20,23 @@ TOOLS = {
     "timm": ["torch", "timm", "safetensors", "onnx", "onnxsim", "onnxruntime"],
     "mmcls": ["torch", "mmpretrain", "mmengine", "mmcv-lite", "onnx", "onnxsim", "onnxruntime"],
     "ppcls": ["paddlepaddle", "paddle2onnx", "onnx", "onnxsim", "onnxruntime"],
+    # MindCV runs the reference; torch exports the ONNX (MindSpore's ONNX export fails on the network)
+    "mindcv": ["mindspore", "mindcv", "torch", "torchvision", "onnx", "onnxsim", "onnxruntime"],
 }
 # Preference when the user names no source: the reference implementation first.
-PREFERENCE = ("torchvision", "timm", "mmcls", "ppcls")
+PREFERENCE = ("torchvision", "timm", "mmcls", "ppcls", "mindcv")
 
 
 def check_convertible(source: str) -> None:
-    if source not in ADAPTERS:
-        raise Unavailable(f"no converter for source '{source}' yet; convertible sources: {', '.join(ADAPTERS)}")
+    if source in ADAPTERS:
+        return
+    from zoo.registry.loader import load_registry
+
+    known = load_registry().sources.get(source)
+    why = getattr(known, "reference_only", None)
+    if why:
+        raise Unavailable(f"source '{source}': {why}")
+    raise Unavailable(f"no converter for source '{source}'; convertible sources: {', '.join(ADAPTERS)}")
 
 
 def get_adapter(source: str) -> SourceAdapter:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -41,10 +41,6 @@ class SourceAdapter(ABC):
     @abstractmethod
     def state_arrays(self, model: Any) -> Dict[str, np.ndarray]:
         """The model's parameters and buffers as numpy arrays, under the source's own key names."""
-
-    @abstractmethod
-    def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
-        """Load numpy arrays (as returned by :meth:`state_arrays`) into the model."""
 
     @abstractmethod
     def iter_state_arrays(self, model: Any) -> Iterator[Tuple[str, np.ndarray]]:
@@ -118,7 +114,3 @@ def check_fit(
 
 def shapes_of(state: Mapping[str, Any]) -> Dict[str, Tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items()}
-
-
-def first_n(items: Sequence[str], n: int = 4) -> str:
-    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")

@@ -49,11 +49,6 @@ class PpclsAdapter(SourceAdapter):
     def state_arrays(self, model: Any) -> Dict[str, np.ndarray]:
         return {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
-    def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
-        from zoo.converters.sources.pdparams import load_into
-
-        load_into(model, state)
-
     def iter_state_arrays(self, model: Any) -> Iterator[Tuple[str, np.ndarray]]:
         for k, v in model.state_dict().items():
             yield k, v.numpy()  # one copy at a time

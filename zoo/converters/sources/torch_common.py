@@ -41,6 +41,18 @@ def load_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], model_nam
     model.load_state_dict(state, strict=True, assign=same)
 
 
+def export_torch_onnx(module: torch.nn.Module, path: Path, spec: OnnxSpec, size: int) -> None:
+    """The raw ONNX of a torch module mapping ``[N, 3, size, size]`` images to the registry's output."""
+    x = torch.zeros(spec.batch, 3, size, size)
+    axes = {spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}} if spec.dynamic_batch else None
+    with torch.no_grad():
+        torch.onnx.export(
+            module, (x,), str(path), dynamo=False, opset_version=spec.opset,
+            input_names=[spec.input_name], output_names=[spec.output_name], dynamic_axes=axes,
+            do_constant_folding=True,
+        )
+
+
 class TorchAdapter(SourceAdapter):
     framework = "torch"
     checkpoint_suffix = ".pth"
@@ -50,9 +62,6 @@ class TorchAdapter(SourceAdapter):
 
     def state_arrays(self, model: Any) -> Dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-
-    def set_state_arrays(self, model: Any, state: Dict[str, np.ndarray]) -> None:
-        model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, strict=True)
 
     def iter_state_arrays(self, model: Any) -> Iterator[Tuple[str, np.ndarray]]:
         for k, v in model.state_dict().items():
@@ -79,14 +88,7 @@ class TorchAdapter(SourceAdapter):
         return model
 
     def export_onnx(self, model: Any, path: Path, spec: OnnxSpec, size: int) -> None:
-        x = torch.zeros(spec.batch, 3, size, size)
-        axes = {spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}} if spec.dynamic_batch else None
-        with torch.no_grad():
-            torch.onnx.export(
-                self.forward_module(model), (x,), str(path), dynamo=False, opset_version=spec.opset,
-                input_names=[spec.input_name], output_names=[spec.output_name], dynamic_axes=axes,
-                do_constant_folding=True,
-            )
+        export_torch_onnx(self.forward_module(model), path, spec, size)
 
     def run(self, model: Any, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
