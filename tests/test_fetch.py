@@ -5,8 +5,10 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import math
 import multiprocessing
 import os
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+from conftest import run_zoo
 
 from zoo.errors import UserError
 from zoo.fetch import FetchError, FetchRequest, RetryPolicy, default_cache_dir, fetch, sha256_file
@@ -60,6 +63,8 @@ class Origin:
         self.ranges = True         # False: ignore Range, always 200 with the whole file
         self.throttle = 0.0        # seconds per 64 KiB chunk
         self.stall = 0.0           # seconds a "stall" fault waits before answering
+        self.endless: set = set()  # paths answered with a body that has no Content-Length and never ends
+        self.trickle: Dict[str, float] = {}  # path -> seconds between single bytes (Content-Length sent)
         self.log: List[dict] = []
         self.lock = threading.Lock()
         self.base = ""
@@ -97,6 +102,9 @@ class _OriginHandler(BaseHTTPRequestHandler):
             st.log.append(entry)  # on arrival: a stalled request counts even if the client gave up on it
         if fault == "stall":
             time.sleep(st.stall)
+        if self.path in st.endless:
+            _send_endless(self)
+            return
         body = st.files.get(self.path)
         headers: Dict[str, str] = {}
         if body is None:
@@ -128,7 +136,34 @@ class _OriginHandler(BaseHTTPRequestHandler):
             _send_body(self, data[: len(data) // 2], 0)
             self.close_connection = True
             return
+        if self.path in st.trickle:
+            _send_trickle(self, data, st.trickle[self.path])
+            return
         _send_body(self, data, st.throttle)
+
+
+def _send_endless(handler: BaseHTTPRequestHandler) -> None:
+    """200, no Content-Length: the body ends when the connection closes, which this server never does."""
+    handler.close_connection = True
+    try:
+        handler.send_response(200)
+        handler.end_headers()
+        chunk = os.urandom(64 * 1024)
+        while True:
+            handler.wfile.write(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def _send_trickle(handler: BaseHTTPRequestHandler, data: bytes, every: float) -> None:
+    handler.close_connection = True
+    try:
+        for i in range(len(data)):
+            handler.wfile.write(data[i:i + 1])
+            handler.wfile.flush()
+            time.sleep(every)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def _serve(handler, state) -> Tuple[ThreadingHTTPServer, threading.Thread]:
@@ -161,7 +196,7 @@ def cache(tmp_path) -> Path:
 
 
 def get(url: str, cache: Path, **kw) -> "object":
-    fields = {k: kw.pop(k) for k in ("sha256", "sha256_prefix") if k in kw}
+    fields = {k: kw.pop(k) for k in ("sha256", "sha256_prefix", "max_bytes") if k in kw}
     return fetch(FetchRequest(url=url, **fields), cache_dir=cache, progress=kw.pop("progress", False),
                  retry=kw.pop("retry", FAST), **kw)
 
@@ -479,6 +514,90 @@ def test_progress_goes_to_stderr(origin, payload, cache, capfd):
     out, err = capfd.readouterr()
     assert out == ""
     assert "model.pth" in err and "3.1" in err  # label and size (3.1 MB)
+
+
+# --------------------------------------------------------------------------- 13. bounded downloads
+
+def partials(cache: Path) -> List[Path]:
+    return sorted((cache / "partial").iterdir()) if (cache / "partial").exists() else []
+
+
+def test_endless_body_stops_at_the_size_bound_and_is_deleted(origin, cache):
+    origin.endless.add("/w/endless.pth")
+    url = origin.url("/w/endless.pth")
+    start = time.monotonic()
+    with pytest.raises(FetchError) as err:
+        get(url, cache, max_bytes=2 * MB)
+    assert time.monotonic() - start < 5
+    msg = assert_actionable(err, url, cache / "manual" / "endless.pth")
+    assert "went past 2,097,152 bytes" in msg and "no size announced" in msg, msg
+    written = int(re.search(r"deleted the ([\d,]+) bytes written", msg).group(1).replace(",", ""))
+    assert 0 < written <= 2 * MB
+    assert partials(cache) == [] and blobs(cache) == [] and refs(cache) == []
+    assert len(origin.gets()) == 1, "a bound is final: not retried"
+
+
+def test_announced_size_above_the_bound_is_refused_before_writing(origin, payload, cache):
+    origin.files["/w/big.pth"] = payload
+    with pytest.raises(FetchError) as err:
+        get(origin.url("/w/big.pth"), cache, max_bytes=MB)
+    assert f"announces {len(payload):,} bytes, more than the {MB:,}" in str(err.value)
+    assert "deleted the 0 bytes written" in str(err.value)
+    assert partials(cache) == [] and blobs(cache) == []
+
+
+def test_trickling_server_stops_at_the_total_time_bound(origin, cache):
+    origin.files["/w/slow.pth"] = os.urandom(100)
+    origin.trickle["/w/slow.pth"] = 1.0  # one byte a second: each read arrives well inside the read time-out
+    url = origin.url("/w/slow.pth")
+    start = time.monotonic()
+    with pytest.raises(FetchError) as err:
+        get(url, cache, retry=RetryPolicy(attempts=4, backoff_initial=0.01, backoff_max=0.05, timeout=5.0,
+                                          total_timeout=1.5))
+    assert 1.5 <= time.monotonic() - start < 3.5
+    assert "still not complete after 1.5 s" in assert_actionable(err, url, cache / "manual" / "slow.pth")
+    assert partials(cache) == [] and blobs(cache) == []
+
+
+def test_size_bound_from_the_registry():
+    from zoo.fetch import request_for, size_bound
+    from zoo.registry.loader import load_registry
+    from zoo.registry.query import resolve_variant, select_weights
+
+    reg = load_registry()
+    v = resolve_variant(reg, "resnext50_32x4d")
+    tv = select_weights(reg, v, "torchvision", "IMAGENET1K_V1")  # published: 95.789 MB
+    assert size_bound(tv) == size_bound(tv, v) == math.ceil(95.789 * MB * 1.05) + MB
+    assert request_for(tv).max_bytes == size_bound(tv)
+    mm = select_weights(reg, v, "mmcls", None)  # no published file size: the architecture's estimate
+    assert size_bound(mm) is None
+    assert request_for(mm, v).max_bytes == 3 * v.size.fp32_bytes + 64 * MB
+
+
+def fetch_cli(origin: "Origin", path: str, data: bytes, tmp_path: Path, *extra: str):
+    """`zoo fetch` of resnext50_32x4d's torchvision entry, pointed at the local server."""
+    return run_zoo("fetch", "model=resnext50_32x4d", "source=torchvision", f"model.weights.0.url={origin.url(path)}",
+                   f"model.weights.0.sha256_prefix={sha(data)[:8]}", f"cache_dir={tmp_path / 'cache'}",
+                   "progress=false", *extra, timeout=60)
+
+
+def test_cli_json_on_stdout_is_only_json(origin, payload, tmp_path):
+    origin.files["/w/rx50.pth"] = payload
+    r = fetch_cli(origin, "/w/rx50.pth", payload, tmp_path, "format=json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # a log line before the JSON would make this fail
+    assert (doc["sha256"], doc["from"], doc["size"]) == (sha(payload), "network", len(payload))
+
+
+def test_cli_total_time_bound_is_one_line_and_leaves_nothing(origin, tmp_path):
+    data = os.urandom(100)
+    origin.files["/w/slow.pth"] = data
+    origin.trickle["/w/slow.pth"] = 1.0
+    r = fetch_cli(origin, "/w/slow.pth", data, tmp_path, "download_timeout=1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "still not complete after 1 s" in line and "download_timeout=SECONDS" in line, line
+    assert partials(tmp_path / "cache") == [] and blobs(tmp_path / "cache") == []
 
 
 # --------------------------------------------------------------------------- 12. Hugging Face Hub

@@ -209,3 +209,67 @@ def test_modest_aliases_still_load(tmp_path):
     path.write_text("base: &b {x: 1, y: [1, 2]}\nc: {<<: *b, z: 3}\nd: *b\n" + _bomb(levels=3))
     doc = read_yaml(path)
     assert doc["c"] == {"x": 1, "y": [1, 2], "z": 3} and len(doc["l2"]) == 9
+
+
+# --- 12. data folders are scanned within bounds ----------------------------------------------------------
+
+def _nested(root: Path, levels: int) -> Path:
+    deep = root.joinpath(*(f"d{i}" for i in range(levels)))
+    deep.mkdir(parents=True)
+    (deep / "img.jpg").write_bytes(b"not decoded: the scan stops first")
+    return root
+
+
+def _looped(root: Path) -> Path:
+    (root / "cls").mkdir(parents=True)
+    (root / "cls" / "img.jpg").write_bytes(b"x")
+    (root / "cls" / "again").symlink_to(root / "cls")  # links are followed, as torchvision does
+    return root
+
+
+@pytest.mark.parametrize("kind", ["deep", "link loop", "proc"])
+def test_validate_data_scan_is_bounded(tmp_path, kind):
+    if kind == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    data = {"deep": lambda: _nested(tmp_path / "data", 10), "link loop": lambda: _looped(tmp_path / "data"),
+            "proc": lambda: Path("/proc")}[kind]()
+    start = time.monotonic()
+    proc = run_zoo("validate", "model=resnext50_32x4d", f"data={data}", f"out_dir={tmp_path / 'out'}", timeout=60)
+    assert time.monotonic() - start < 15
+    assert_refused(proc, f"{data}: folders nest more than 8 levels below it", "the bound on scanning a data folder")
+    assert not (tmp_path / "out").exists()
+
+
+def test_scan_bounds_entries_and_says_what_it_is_doing(tmp_path, monkeypatch):
+    from io import StringIO
+
+    from zoo.calibration import image_files
+    from zoo.data import scan
+    from zoo.data.dataset import open_dataset
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(2100):
+            (tmp_path / c / f"{i}.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match=r"more than 1,000 files and folders under it"):
+        open_dataset(tmp_path, max_entries=1000)
+    assert len(open_dataset(tmp_path).samples) == 4200  # within the default bounds: read as before
+
+    monkeypatch.setattr(scan, "NOTICE_AFTER_S", 0.0)  # a scan this small is too quick to announce otherwise
+    out = StringIO()
+    assert len(scan.Scan(tmp_path, stream=out).files(tmp_path, 0, lambda n: n.endswith(".jpg"))) == 4200
+    (line,) = out.getvalue().splitlines()
+    assert line == f"[zoo] scanning {tmp_path} for images: 4,096 files and folders so far (stops past 5,000,000) ..."
+
+    with pytest.raises(UserError, match="nest more than 8 levels"):  # calib's reader has the same bounds
+        image_files(_nested(tmp_path / "deep", 10))
+
+
+# --- 9. labels=FILE is a key, not a config group --------------------------------------------------------
+
+def test_labels_file_reaches_validate(tmp_path):
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "a.jpg").write_bytes(b"x")
+    bad = tmp_path / "absent.txt"  # Hydra used to take `labels` for the folder of class names: exit 1, many lines
+    assert_refused(run_zoo("validate", "model=resnext50_32x4d", f"data={tmp_path / 'val'}", f"labels={bad}",
+                           timeout=60), f"label file {bad} does not exist")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 import hashlib
+import os
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, TypeVar
 
 import numpy as np
@@ -18,13 +19,19 @@ from PIL import Image
 
 from zoo.errors import UserError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# What torchvision's ImageFolder reads: one list for calibration sets and validation sets alike.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 T = TypeVar("T")
 
 
 def image_files(root: Path) -> List[Path]:
-    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files anywhere under ``root`` (links to folders not followed), sorted; the scan is bounded."""
+    from zoo.data.scan import Scan
+
+    found = Scan(Path(root)).files(Path(root), 0, lambda n: os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES,
+                                   follow_links=False)
+    return sorted(p for p in found if p.is_file())
 
 
 def _parent_folder(f: Path) -> str:

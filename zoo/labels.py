@@ -9,4 +9,4 @@ from zoo.registry.loader import conf_dir
 
 @lru_cache(maxsize=1)
 def imagenet_labels() -> List[str]:
-    return (conf_dir() / "labels" / "imagenet1k.txt").read_text(encoding="utf-8").splitlines()
+    return (conf_dir() / "class_names" / "imagenet1k.txt").read_text(encoding="utf-8").splitlines()

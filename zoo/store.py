@@ -13,17 +13,23 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import sys
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any, Dict, Iterable, Iterator, Optional, Union
+from typing import IO, Any, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 from zoo.errors import UserError
 
 MANIFEST = "manifest.json"
+# The canonical ONNX models every target starts from (zoo.build.canonical): <out_dir>/.canonical/..., each
+# folder complete once its record is written.
+CANONICAL_DIR = ".canonical"
+CANONICAL_RECORD = "canonical.json"
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -149,9 +155,11 @@ def sha256_of(path: Path) -> str:
 
 
 def cache_hit(folder: Path, key: str) -> Optional[Dict[str, Any]]:
-    """The manifest of a complete, passed build with this key whose files are all present."""
+    """The manifest of a complete build with this key that passed its checks (a kit too), whose files are all present."""
     m = read_manifest(folder)
-    if not m or m.get("key") != key or m.get("status") != "passed":
+    from zoo.status import checks_passed
+
+    if not m or m.get("key") != key or not checks_passed(str(m.get("status"))):
         return None
     for f in m.get("artifact", {}).get("files", []):
         p = folder / f["name"]
@@ -184,12 +192,66 @@ def artifact_lock(folder: Path, announce: bool = True) -> Iterator[None]:
         lock.release()
 
 
+# The owner of a staging folder is in its name, ``.<name>.staging-<host id>-<pid>-<random>``: a file inside
+# would become part of what is staged (builds list the folder's files into the manifest).
+_STAGING_OWNER = re.compile(r"\.staging-([0-9a-f]{12})-(\d+)-[^/]*$")
+
+
+@lru_cache(maxsize=1)
+def host_id() -> str:
+    """This host and PID namespace, hashed to 12 hex digits: a container that shares the host's name
+    (host networking) has its own PIDs, so its builds must not be judged by this side's process table."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:12]
+
+
+def staging_owner(name: str) -> Optional[Tuple[str, int]]:
+    """(host id, pid) of the process that made staging folder ``name``; None for a name without them."""
+    m = _STAGING_OWNER.search(name)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def staging_owner_gone(name: str) -> Optional[bool]:
+    """Whether the process that made staging folder ``name`` has ended: True or False when it ran here,
+    None when that cannot be told (another host, a name without an owner, no POSIX process table)."""
+    owner = staging_owner(name)
+    if owner is None or owner[0] != host_id() or os.name != "posix":
+        return None  # os.kill(pid, 0) is only a probe on POSIX
+    if owner[1] == os.getpid():
+        return False
+    try:
+        os.kill(owner[1], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False
+
+
+def _remove_orphaned_stages(folder: Path) -> None:
+    """Delete earlier staging folders of ``folder`` whose process is gone from this host (a kill -9)."""
+    prefix = f".{folder.name}.staging-"
+    try:
+        entries = [e for e in os.scandir(folder.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for e in entries:
+        if e.is_dir(follow_symlinks=False) and staging_owner_gone(e.name):
+            shutil.rmtree(e.path, ignore_errors=True)
+
+
 @contextmanager
 def staged(folder: Path) -> Iterator[Path]:
-    """Yield a staging folder; on success swap it in for ``folder``, on failure delete it."""
+    """Yield a staging folder; on success swap it in for ``folder``, on failure delete it. Its name records
+    this process and host, so a later ``staged`` of the same folder (or ``zoo gc``) removes it if this
+    process dies before either."""
     check_write_target(folder, folder=True)  # before any work: the swap would move a link or a file aside
     folder.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
+    _remove_orphaned_stages(folder)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-{host_id()}-{os.getpid()}-", dir=folder.parent))
     umask = os.umask(0)
     os.umask(umask)
     stage.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the artifact folder is as readable as any other

@@ -1,6 +1,7 @@
 """`zoo fetch`: one registry entry's checkpoint into the download cache, verified by sha256.
 
 python -m zoo fetch model=resnext50_32x4d source=timm [tag=a1h_in1k] [offline=true] [format=json]
+python -m zoo fetch model=resnext50_32x4d download_timeout=7200   (seconds for the whole download; default 3600)
 python -m zoo fetch model=resnext50_32x4d source=torchvision mirror=/srv/mirror      (no network)
 python -m zoo fetch model=resnext50_32x4d source=torchvision mirror_out=/srv/mirror  (fill a mirror)
 
@@ -73,7 +74,7 @@ def render(r: Dict[str, Any]) -> str:
 
 
 def run_fetch(cfg: DictConfig) -> None:
-    from zoo.fetch import fetch, request_for, write_to_mirror
+    from zoo.fetch import fetch, request_for, retry_policy, write_to_mirror
     from zoo.fetch._common import Expect
 
     fmt = str(cfg.get("format", "table"))
@@ -81,15 +82,16 @@ def run_fetch(cfg: DictConfig) -> None:
         raise UserError(f"format={fmt}: fetch prints format=table or format=json")
     if str(cfg.get("weights", "pretrained")) != "pretrained":
         raise UserError(f"weights={cfg.weights}: fetch gets the registry's checkpoint; drop weights=")
+    policy = retry_policy(cfg.get("download_timeout", 3600))
     variant, w = select_entry(cfg)
     if not (w.hf_hub_id or w.url):
         raise UserError(f"{variant.name} {w.source}/{w.tag} has no download in the registry (no url, no hf_hub_id)")
-    req = request_for(w)
+    req = request_for(w, variant)
     expect = Expect.build(req.sha256, req.sha256_prefix, req.url, where=req.url or str(req.hf_hub_id))
     digest = (f"against the registry's {expect.describe()}" if expect.sha256 or expect.prefix else
               "the registry has no digest: against the Hub's LFS sha256, or a mirror's .sha256 sidecar")
     got = fetch(req, cache_dir=_folder(cfg, "cache_dir"), offline=bool(cfg.offline), progress=bool(cfg.progress),
-                mirror=_folder(cfg, "mirror"))
+                retry=policy, mirror=_folder(cfg, "mirror"))
     out_dir = _folder(cfg, "mirror_out")
     written = write_to_mirror(got, req, out_dir) if out_dir is not None else None
     r = report(variant, w, got, digest, written)

@@ -9,6 +9,7 @@
 A label file is found inside the folder (or beside it, as the ``ImageNet/val`` + ``ImageNet/val_label.txt``
 layout has it) or given explicitly; its format is told by its separator, not its name. Entries whose
 image does not exist are counted in ``missing`` and skipped, so one lost file never stops a 50,000-image run.
+Folders are scanned within bounds (``zoo.data.scan``): a folder that is not an image set fails with one line.
 """
 from __future__ import annotations
 
@@ -17,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from zoo.calibration import stratified_sample
+from zoo.calibration import IMAGE_SUFFIXES, stratified_sample
+from zoo.data.scan import MAX_DEPTH, MAX_ENTRIES, Scan
 from zoo.errors import UserError
 
-# torchvision's IMG_EXTENSIONS, so an ImageFolder tree holds the same files here as there.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 LABEL_FILE_NAMES = ("val_map.txt", "val_label.txt")  # looked for in this order
 EXPECTED = (
     "expected an ImageFolder tree (one sub-folder of images per class) or a folder of images with "
@@ -53,8 +53,10 @@ class Dataset:
         return len({s.label for s in self.samples})
 
 
-def open_dataset(root: Path, labels: Optional[Path] = None) -> Dataset:
-    """Detect the layout of ``root`` and read its samples; a folder with no known layout is a UserError."""
+def open_dataset(root: Path, labels: Optional[Path] = None, max_entries: int = MAX_ENTRIES,
+                 max_depth: int = MAX_DEPTH) -> Dataset:
+    """Detect the layout of ``root`` and read its samples; a folder with no known layout, or one past the scan
+    bounds (``max_entries`` files and folders, ``max_depth`` levels), is a UserError."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"{root}: not a folder; {EXPECTED}")
@@ -63,13 +65,14 @@ def open_dataset(root: Path, labels: Optional[Path] = None) -> Dataset:
         if not labels.is_file():
             raise UserError(f"label file {labels} does not exist")
         return _read_label_layout(root, labels, root)
-    found = _find_label_file(root)
+    scan = Scan(root, max_entries, max_depth)
+    found = _find_label_file(root, scan)
     if found is not None:
         label_file, image_dir = found
         return _read_label_layout(root, label_file, image_dir)
-    classes = _class_folders(root)
+    classes = _class_folders(root, scan)
     if classes:
-        return _read_imagefolder(root, classes)
+        return _read_imagefolder(root, classes, scan)
     raise UserError(f"{root}: no dataset layout recognised; {EXPECTED}")
 
 
@@ -105,7 +108,7 @@ def check_labels(dataset: Dataset, num_classes: int) -> None:
         )
 
 
-def _find_label_file(root: Path) -> Optional[Tuple[Path, Path]]:
+def _find_label_file(root: Path, scan: Scan) -> Optional[Tuple[Path, Path]]:
     """(label file, folder its names are relative to): inside ``root``, else beside it."""
     for name in LABEL_FILE_NAMES:
         inside = root / name
@@ -115,7 +118,7 @@ def _find_label_file(root: Path) -> Optional[Tuple[Path, Path]]:
             return inside, image_dir
     for name in LABEL_FILE_NAMES:
         beside = root.parent / name
-        if beside.is_file() and not _class_folders(root):
+        if beside.is_file() and not _class_folders(root, scan):
             return beside, root
     return None
 
@@ -170,22 +173,16 @@ def _parse_entry(label_file: Path, lineno: int, line: str, layout: str) -> Tuple
     return parts[0], int(parts[1])
 
 
-def _class_folders(root: Path) -> List[str]:
+def _class_folders(root: Path, scan: Scan) -> List[str]:
     """Sorted names of the sub-folders, when at least one holds an image; hidden folders are not classes."""
     names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    if any(_images_under(root / n) for n in names):
+    if any(scan.any_file(root / n, 1, _is_image) for n in names):
         return names
     return []
 
 
-def _images_under(folder: Path) -> List[Path]:
-    """Image files anywhere under ``folder``, in torchvision's order (sorted walk, links followed)."""
-    found = []
-    for dirpath, _, filenames in sorted(os.walk(folder, followlinks=True)):
-        found.extend(Path(dirpath) / f for f in sorted(filenames) if _is_image(f))
-    return found
-
-
-def _read_imagefolder(root: Path, classes: List[str]) -> Dataset:
-    samples = [Sample(path, label) for label, name in enumerate(classes) for path in _images_under(root / name)]
+def _read_imagefolder(root: Path, classes: List[str], scan: Scan) -> Dataset:
+    # Image files anywhere under each class folder, in torchvision's order (sorted walk, links followed).
+    samples = [Sample(path, label) for label, name in enumerate(classes)
+               for path in scan.files(root / name, 1, _is_image)]
     return Dataset(root, "imagefolder", samples, [], classes)

@@ -8,6 +8,7 @@ the file is read from a local mirror instead of the network (layout: ``zoo.fetch
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from zoo.fetch._hub import DEFAULT_FILENAME, hub_download, resolve_url
 from zoo.fetch._store import Entry, Store
 
 if TYPE_CHECKING:
-    from zoo.registry.schema import Weights
+    from zoo.registry.schema import Variant, Weights
 
 __all__ = ["FetchRequest", "FetchedFile", "FetchError", "RetryPolicy", "default_cache_dir", "sha256_file", "fetch",
-           "request_for", "mirror_path", "write_to_mirror"]
+           "request_for", "retry_policy", "size_bound", "mirror_path", "write_to_mirror"]
+
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class FetchRequest:
     filename: Optional[str] = None       # file inside the hub repo (default "model.safetensors")
     sha256: Optional[str] = None         # full digest when known
     sha256_prefix: Optional[str] = None  # torchvision/mmcls name files <name>-<first 8+ hex of sha256>.pth
+    max_bytes: Optional[int] = None      # the most the file may have (see size_bound); None: the server's figure
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,32 @@ class FetchedFile:
     mirror: Optional[Path] = None  # the mirror file it was read from on this call (None: cache or network)
 
 
-def request_for(weights: "Weights") -> FetchRequest:
-    """How a registry entry's checkpoint is fetched: its Hub file when it has one, else its URL."""
+def size_bound(weights: "Weights", variant: Optional["Variant"] = None) -> Optional[int]:
+    """The most bytes a registry entry's checkpoint may have: its published file size with 5% + 1 MiB of
+    room (published in MB or MiB, rounded), else three times the variant's fp32 weights + 64 MiB (room for
+    an EMA copy or optimizer state in the file), else None."""
+    published = [p.file_size_mb for p in weights.published if p.file_size_mb]
+    if published:
+        return math.ceil(max(published) * MIB * 1.05) + MIB
+    if variant is not None and variant.size is not None and variant.size.fp32_bytes:
+        return 3 * variant.size.fp32_bytes + 64 * MIB
+    return None
+
+
+def request_for(weights: "Weights", variant: Optional["Variant"] = None) -> FetchRequest:
+    """How a registry entry's checkpoint is fetched: its Hub file when it has one, else its URL; its size
+    bound from the registry (``variant`` adds the estimate from the architecture)."""
     return FetchRequest(url=None if weights.hf_hub_id else weights.url, hf_hub_id=weights.hf_hub_id,
-                        filename=weights.filename, sha256=weights.sha256, sha256_prefix=weights.sha256_prefix)
+                        filename=weights.filename, sha256=weights.sha256, sha256_prefix=weights.sha256_prefix,
+                        max_bytes=size_bound(weights, variant))
+
+
+def retry_policy(download_timeout: object) -> RetryPolicy:
+    """The default policy with the ``download_timeout`` key (seconds for a whole download) checked."""
+    if isinstance(download_timeout, bool) or not isinstance(download_timeout, (int, float)) \
+            or not 0 < float(download_timeout) < math.inf:
+        raise FetchError(f"download_timeout={download_timeout}: expected a number of seconds above 0")
+    return RetryPolicy(total_timeout=float(download_timeout))
 
 
 def mirror_path(req: FetchRequest, mirror: Path) -> Path:
@@ -130,7 +156,7 @@ def fetch(req: FetchRequest, cache_dir: Optional[Path] = None, offline: bool = F
             if req.url:
                 if offline:
                     raise FetchError(f"offline and {url} is not in the cache{note}; destination {dest}; {hint}")
-                return _from_url(store, url, expect, dest, hint, progress, retry or RetryPolicy())
+                return _from_url(store, url, expect, dest, hint, progress, retry or RetryPolicy(), req.max_bytes)
             return _from_hub(store, req.hf_hub_id, filename, origin, expect, dest, hint, offline, progress, note)
     except OSError as e:  # disk full, read-only cache, permissions: still one line, still actionable
         raise FetchError(f"cache error while fetching {url}: {one_line(e)}; destination {dest}; {hint}") from None
@@ -160,10 +186,10 @@ def _from_mirror(store: Store, path: Path, origin: str, url: str, expect: Expect
 
 
 def _from_url(store: Store, url: str, expect: Expect, dest: Path, hint: str, progress: bool,
-              policy: RetryPolicy) -> FetchedFile:
+              policy: RetryPolicy, max_bytes: Optional[int]) -> FetchedFile:
     part = store.part(url)
     try:
-        download(url, part, policy, progress)
+        download(url, part, policy, progress, max_bytes)
     except DownloadFailed as e:
         raise FetchError(f"could not download {url}: {e}; destination {dest}; {hint}") from None
     got, size = sha256_file(part), part.stat().st_size

@@ -1,7 +1,6 @@
 """What every part of the fetcher shares: the error type, hashing, and what a file must hash to."""
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +8,7 @@ from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 from zoo.errors import UserError
+from zoo.store import sha256_of
 
 CHUNK = 1 << 20
 
@@ -32,13 +32,8 @@ def manual_hint(url: str, dest: Path) -> str:
     return f"fetch it by hand: curl -L --create-dirs -o {dest} '{url}' and pass weights={dest}"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks so multi-GB checkpoints never sit in memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# One file hasher for the project: chunked, so multi-GB checkpoints never sit in memory.
+sha256_file = sha256_of
 
 
 def digest_in_name(url: str) -> Optional[str]:

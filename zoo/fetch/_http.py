@@ -1,19 +1,29 @@
-"""Plain HTTP(S) downloads: streamed, resumed with Range requests, retried with back-off."""
+"""Plain HTTP(S) downloads: streamed, resumed with Range requests, retried with back-off, and bounded.
+
+Two bounds hold for every download: its size (what the server announces, else the caller's limit, else
+``DEFAULT_MAX_BYTES``) and its total time (``RetryPolicy.total_timeout``, retries and back-off included).
+Past either, what was written is deleted: a body that never ends or a server that trickles cannot fill
+the cache or hold the process.
+"""
 from __future__ import annotations
 
 import os
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from zoo.fetch._common import one_line
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+
+# No announced size and no limit from the caller: well above the largest ResNeXt checkpoint (3.3 GB).
+DEFAULT_MAX_BYTES = 16 << 30
 
 
 @dataclass(frozen=True)
@@ -24,14 +34,43 @@ class RetryPolicy:
     backoff_initial: float = 0.5  # seconds before the 2nd attempt; doubles each time
     backoff_max: float = 8.0
     timeout: float = 30.0         # per connect / read; a stalled socket counts as a failed attempt
+    total_timeout: float = 3600.0  # the whole download, retries included; past it, what was written is deleted
 
 
 class DownloadFailed(Exception):
     """Why a download gave up; the caller turns it into a one-line FetchError with the manual hint."""
 
 
+class BoundExceeded(DownloadFailed):
+    """Too many bytes or too long: not retried, and the partial file is deleted."""
+
+
 class _Transient(Exception):
     """Worth another attempt. The partial file is kept so the next attempt resumes from it."""
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    max_bytes: Optional[int]   # the caller's limit (registry size with a margin); None: none known
+    deadline: float            # time.monotonic() at which the download gives up
+    total_timeout: float
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check_time(self) -> None:
+        if self.remaining() <= 0:
+            raise BoundExceeded(f"still not complete after {self.total_timeout:g} s, the bound on a whole "
+                                f"download (download_timeout=SECONDS raises it)")
+
+    def cap(self, announced: Optional[int]) -> int:
+        """The most bytes the file may have: the server's figure unless it exceeds the caller's limit."""
+        if announced is not None and self.max_bytes is not None and announced > self.max_bytes:
+            raise BoundExceeded(f"the server announces {announced:,} bytes, more than the {self.max_bytes:,} "
+                                f"this file may have")
+        if announced is not None:
+            return announced
+        return self.max_bytes if self.max_bytes is not None else DEFAULT_MAX_BYTES
 
 
 class _Bar:
@@ -87,13 +126,17 @@ def _content_length(r: httpx.Response) -> Optional[int]:
         return None
 
 
-def _attempt(client: httpx.Client, url: str, part: Path, bar: _Bar) -> None:
+def _attempt(client: httpx.Client, url: str, part: Path, bar: _Bar, bounds: _Bounds) -> None:
+    bounds.check_time()
     have = part.stat().st_size if part.exists() else 0
     headers = {"Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
+    # httpx times each socket read: capped at the time left, a stalled read outlives the total bound by at
+    # most one read time-out (the bound itself is checked after every chunk).
+    timeout = httpx.Timeout(max(0.05, min(client.timeout.read or bounds.total_timeout, bounds.remaining())))
     try:
-        with client.stream("GET", url, headers=headers) as r:
+        with client.stream("GET", url, headers=headers, timeout=timeout) as r:
             status = r.status_code
             if status == 416:
                 _, total = _content_range(r)
@@ -115,14 +158,19 @@ def _attempt(client: httpx.Client, url: str, part: Path, bar: _Bar) -> None:
             else:
                 # 200 to a Range request: the server ignores ranges and sends it all, so start over.
                 have, total, mode = 0, length, "wb"
+            cap = bounds.cap(total)
             bar.restart(total, have)
             received = 0
             with open(part, mode) as f:
                 try:
                     for chunk in r.iter_bytes():
+                        if have + received + len(chunk) > cap:
+                            raise BoundExceeded(f"the body went past {cap:,} bytes, the most this file may have "
+                                                f"({'as announced' if total is not None else 'no size announced'})")
                         f.write(chunk)
                         received += len(chunk)
                         bar.advance(len(chunk))
+                        bounds.check_time()
                 finally:
                     # Keep what arrived, durably: the next attempt (or the next run) resumes from it.
                     f.flush()
@@ -136,12 +184,21 @@ def _attempt(client: httpx.Client, url: str, part: Path, bar: _Bar) -> None:
         raise DownloadFailed(f"{type(e).__name__}: {one_line(e)}") from e
 
 
-def download(url: str, part: Path, policy: RetryPolicy, show_progress: bool) -> None:
-    """Make ``part`` hold the whole file at ``url``, resuming whatever it already holds."""
+def download(url: str, part: Path, policy: RetryPolicy, show_progress: bool, max_bytes: Optional[int] = None) -> None:
+    """Make ``part`` hold the whole file at ``url``, resuming whatever it already holds.
+
+    ``max_bytes`` bounds the file where the server announces no size (and refuses an announced size above
+    it); ``policy.total_timeout`` bounds the whole download. Past either, ``part`` is deleted."""
     part.parent.mkdir(parents=True, exist_ok=True)
+    bounds = _Bounds(max_bytes, time.monotonic() + policy.total_timeout, policy.total_timeout)
+    backoff = wait_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max)
+
+    def wait(state: RetryCallState) -> float:  # never sleep past the deadline
+        return max(0.0, min(backoff(state), bounds.remaining()))
+
     retrying = Retrying(
         stop=stop_after_attempt(max(1, policy.attempts)),
-        wait=wait_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max),
+        wait=wait,
         retry=retry_if_exception_type(_Transient),
         reraise=True,
     )
@@ -151,6 +208,10 @@ def download(url: str, part: Path, policy: RetryPolicy, show_progress: bool) -> 
         try:
             for attempt in retrying:
                 with attempt:
-                    _attempt(client, url, part, bar)
+                    _attempt(client, url, part, bar, bounds)
+        except BoundExceeded as e:
+            written = part.stat().st_size if part.exists() else 0
+            part.unlink(missing_ok=True)  # a resume would only grow it further
+            raise BoundExceeded(f"{e}; deleted the {written:,} bytes written") from None
         except _Transient as e:
             raise DownloadFailed(f"{e} (gave up after {policy.attempts} attempts)") from None
