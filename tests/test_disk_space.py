@@ -71,8 +71,8 @@ def test_a_disk_that_fills_up_after_the_check_is_one_line_and_leaves_no_files(tm
     driver = tmp_path / "driver.py"
     driver.write_text(
         "import sys\n"
-        "import zoo.converters.pipeline as pipeline\n"
-        "pipeline.require_free = lambda *args: None  # fault injection: the check saw room that is gone now\n"
+        "import zoo.converters.disk as disk\n"
+        "disk.require_free = lambda *args: None  # fault injection: the check saw room that is gone now\n"
         "from zoo.cli import main\n"
         f"sys.argv = ['zoo', 'convert', 'model={VARIANT}', 'source={SOURCE}', 'weights={ckpt}', 'out_dir={out}',"
         " 'progress=false']\n"

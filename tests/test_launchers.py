@@ -103,4 +103,4 @@ def test_a_preset_whose_plugin_is_not_installed_is_one_user_error(monkeypatch):
                         lambda name, *a: None if name.startswith("hydra_plugins.") else real(name, *a))
     for preset, extra in (("zoo_joblib", "sweep"), ("zoo_ray", "ray"), ("zoo_slurm", "slurm")):
         with pytest.raises(UserError, match=rf"pip install 'resnext-zoo\[{extra}\]'"):
-            cli._check_overrides([f"hydra/launcher={preset}"])
+            cli.check_overrides([f"hydra/launcher={preset}"])

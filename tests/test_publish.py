@@ -217,9 +217,13 @@ def test_card_names_the_library_and_the_way_to_run_each_kind_of_artifact(built, 
     primary = {"openvino": "model.xml", "mindir": "model.mindir", "vacc": "resnext50_32x4d.json"}[target]
     m.update(target=target, precision=precision)
     m["artifact"].update(primary=primary, compiled=compiled, commands=[] if compiled else [runs])
+    m["status"] = "passed" if compiled else "kit"
     card = ModelCard(model_card(m, reg, v, w, "org/x", config_json(m, v, w, "float32")))
     assert card.data.get("library_name") == library
     assert {target, precision} <= set(card.data.tags)
+    # a kit says what it is before anything else; a compiled artifact makes no such claim
+    assert card.text.lstrip().startswith("> **BUILD KIT, NOT COMPILED.**") is not compiled
+    assert ("build-kit" in card.data.tags) is not compiled
     assert runs in card.text and "def preprocess(path):" in card.text
 
 

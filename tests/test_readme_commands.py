@@ -40,11 +40,16 @@ def test_the_readme_has_the_commands_this_file_runs():
     assert {t for c in commands for t in re.findall(r"target=(\w+)", c)} >= {"onnx", "vacc", "openvino", "mindir"}
 
 
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> Path:
+    """One fresh working directory for all of them, typed one after another as a newcomer would (a later
+    command may reuse what an earlier one built, as it would for them)."""
+    return tmp_path_factory.mktemp("newcomer")
+
+
 @pytest.mark.parametrize("command", readme_commands())
-def test_a_readme_command_runs_from_a_fresh_directory(tmp_path, command):
+def test_a_readme_command_runs_from_a_fresh_directory(fresh, command):
     args = shlex.split(command)[3:]  # after "python -m zoo"
-    fresh = tmp_path / "fresh"  # tmp_path itself holds the test's download cache
-    fresh.mkdir()
     proc = run_zoo(*args, "progress=false", cwd=fresh, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     assert "Traceback" not in proc.stderr

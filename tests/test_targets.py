@@ -128,7 +128,7 @@ def test_bad_target_input_is_one_line_and_exit_2(tmp_path, args, needle):
 
 def test_a_target_that_disagrees_with_the_canonical_onnx_fails_its_gate(tmp_path):
     """The gate itself: an artifact whose outputs drift is a failure, whatever its kit checks say."""
-    from zoo.converters.pipeline import _check_target
+    from zoo.build.target_checks import check_target as _check_target
     from zoo.converters.stages import StageMeter
     from zoo.targets.base import Built, Check, Target
 

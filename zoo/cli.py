@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from zoo.errors import SweepError, Unavailable, UserError
+
+if TYPE_CHECKING:
+    from zoo.registry.loader import Checkpoint
 
 # Hydra flags that take a value as the next word.
 _FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
@@ -110,14 +113,14 @@ def _check_config_dirs(root: Path, flags: List[str]) -> None:
             read_yaml(path)
 
 
-def _check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> List[str]:
+def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> List[str]:
     """Parse overrides with Hydra's own parser; resolve model aliases; judge model/source/format."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, Glob
     from hydra.errors import HydraException
 
     from zoo.registry.loader import conf_dir, load_registry
-    from zoo.registry.query import resolve_variant
+    from zoo.registry.query import resolve_checkpoint, resolve_variant
     from zoo.render import check_format
 
     root = conf_dir()
@@ -139,7 +142,13 @@ def _check_overrides(overrides: List[str], flags: Optional[List[str]] = None) ->
             if isinstance(value, str):
                 canonical = resolve_variant(reg, value).name
                 out[out.index(word)] = f"{word.split('=', 1)[0]}={canonical}"
+                out += _pin_checkpoint(resolve_checkpoint(reg, value), value, overrides)
             elif isinstance(value, ChoiceSweep):
+                pinned = [str(x) for x in value.list if resolve_checkpoint(reg, str(x))]
+                if pinned:
+                    cp = resolve_checkpoint(reg, pinned[0])
+                    raise UserError(f"'{pinned[0]}' names one checkpoint ({cp.variant} source={cp.source} tag={cp.tag}); "
+                                    f"a sweep takes variant names: model={cp.variant} source={cp.source} tag={cp.tag}")
                 names = [resolve_variant(reg, str(x)).name for x in value.list]
                 out[out.index(word)] = f"{word.split('=', 1)[0]}={','.join(names)}"
             elif isinstance(value, Glob):
@@ -159,6 +168,23 @@ def _check_overrides(overrides: List[str], flags: Optional[List[str]] = None) ->
             if value not in names:
                 raise UserError(f"unknown {key} '{value}': choose one of {', '.join(names)}")
     return out
+
+
+def _pin_checkpoint(cp: Optional[Checkpoint], name: str, overrides: List[str]) -> List[str]:
+    """The source= and tag= overrides an older checkpoint name implies (timm's ``tv_resnext50_32x4d``
+    is resnext50_32x4d's tv_in1k weights from timm); one the user gave must agree with it."""
+    if cp is None:
+        return []
+    given = {w.split("=", 1)[0].lstrip("+~"): w.split("=", 1)[1] for w in overrides if "=" in w}
+    added = []
+    for key, want in (("source", cp.source), ("tag", cp.tag)):
+        have = given.get(key)
+        if have is None:
+            added.append(f"{key}={want}")
+        elif have != want:
+            raise UserError(f"model={name} is {cp.variant} source={cp.source} tag={cp.tag}, not {key}={have}; "
+                            f"for another checkpoint use model={cp.variant} {key}={have}")
+    return added
 
 
 def _check_key(ov, key: str, root) -> None:
@@ -207,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 raise UserError(USAGE.format(commands=", ".join(COMMANDS)))
         elif command not in COMMANDS:
             raise UserError(f"unknown command '{command}': use one of {', '.join(COMMANDS)}")
-        overrides = _check_overrides(overrides, flags)
+        overrides = check_overrides(overrides, flags)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

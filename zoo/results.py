@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from zoo.errors import UserError
 from zoo.store import MANIFEST
 
 # ``zoo calib`` writes its sets under <out_dir>/calib/: not artifacts.
@@ -25,7 +26,7 @@ CALIB_DIR = "calib"
 LEFTOVER = re.compile(r"^\..+\.(staging|old)-")
 # Display order of the pipeline's stages; a stage not named here is shown after these.
 STAGE_ORDER = ("import", "fetch", "init", "build", "reference", "export", "canonicalise", "validate",
-               "prepare", "compile", "target-load", "target-parity")
+               "canonical-link", "prepare", "compile", "target-load", "target-parity")
 # Where a manifest's row comes from; a manifest without one of these is incomplete.
 IDENTITY = ("variant", "source", "tag", "target", "precision")
 
@@ -267,3 +268,53 @@ def _whole(x: Any) -> Any:
 
 def _g(x: Optional[int]) -> Optional[float]:
     return None if x is None else round(x / 1e9, 3)
+
+
+def existing_out_dir(cfg: Any) -> Path:
+    """``out_dir`` of the config, which must be a folder (one line otherwise)."""
+    root = Path(str(cfg.out_dir)).expanduser()
+    if not root.is_dir():
+        raise UserError(f"out_dir={cfg.out_dir}: no such folder; build artifacts with `python -m zoo convert` "
+                        f"or point out_dir at the folder that holds them")
+    return root
+
+
+def registry_facts() -> Tuple[PublishedTop1, Dict[str, List[str]]]:
+    """Published top-1 per (variant, source, tag), and each variant's aliases."""
+    from zoo.artifact_validation import published_top1
+    from zoo.registry.loader import load_registry
+
+    reg = load_registry()
+    top1: Dict[Tuple[str, str, str], Tuple[float, str]] = {}
+    for v in reg.variants.values():
+        for w in v.weights:
+            value, where = published_top1(w)
+            if value is not None:
+                top1[(v.name, w.source, w.tag)] = (value, where["doc"])
+    aliases: Dict[str, List[str]] = {}
+    for alias, name in reg.aliases.items():
+        aliases.setdefault(name, []).append(alias)
+    return top1, aliases
+
+
+def display_row(row: Dict[str, Any]) -> Dict[str, Any]:
+    """The terminal and markdown view: numbers at the precision a reader compares them at."""
+    def fmt(key: str, spec: str) -> None:
+        if out.get(key) is not None:
+            out[key] = format(out[key], spec)
+
+    out = dict(row)
+    for key in ("params", "params_published"):
+        fmt(key, ",")
+    for key in ("source_cosine", "target_cosine"):
+        fmt(key, ".7f")
+    for key in ("source_max_abs", "target_max_abs"):
+        fmt(key, ".2e")
+    for key in ("top1", "top5"):
+        fmt(key, ".3f")
+    if out.get("gmacs_published") is not None and out.get("gmacs_published_convention"):
+        out["gmacs_published"] = f"{out['gmacs_published']:g} {out['gmacs_published_convention']}"
+    if out.get("target_cosine") is None and out.get("target_parity"):
+        out["target_cosine"] = "skipped"
+    out["calibration"] = calibration_line(row)
+    return out

@@ -10,34 +10,15 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Dict, List, Set
 
 from omegaconf import DictConfig
 
-from zoo.commands.results import existing_out_dir
 from zoo.errors import UserError
-from zoo.gc import Known, human_bytes, plan, remove
+from zoo.gc import current_config, human_bytes, plan, remove
+from zoo.results import existing_out_dir
 from zoo.render import check_format, render
 
 COLUMNS = ["action", "size", "reason", "path"]
-
-
-def current_config() -> Known:
-    """The registry's checkpoints and the precisions each known target's yaml lists."""
-    from zoo.registry.loader import conf_dir, load_registry, read_yaml
-    from zoo.targets import TARGETS
-
-    reg = load_registry()
-    weights: Dict[str, Dict[str, Set[str]]] = {}
-    for v in reg.variants.values():
-        for w in v.weights:
-            weights.setdefault(v.name, {}).setdefault(w.source, set()).add(w.tag)
-    precisions: Dict[str, List[str]] = {}
-    for name in TARGETS:
-        path = conf_dir() / "target" / f"{name}.yaml"
-        options = read_yaml(path) if path.is_file() else {}
-        precisions[name] = [str(p) for p in (options or {}).get("precisions", [])]
-    return Known(weights=weights, aliases=dict(reg.aliases), precisions=precisions)
 
 
 def _bool(cfg: DictConfig, key: str) -> bool:

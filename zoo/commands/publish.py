@@ -16,6 +16,7 @@ from zoo.errors import SweepError, UserError
 from zoo.publish import (
     GENERATED, PUBLISH_LOG, FileAction, PlannedFile, PublishResult, check_repo_id, derived_repo_id, planned_bytes,
 )
+from zoo.status import KIT, checks_passed
 from zoo.store import MANIFEST, sha256_of
 
 USAGE = ("publish needs a hub: hub=hf hub.repo=org/name (or hub.org=ORG), "
@@ -25,8 +26,8 @@ USAGE = ("publish needs a hub: hub=hf hub.repo=org/name (or hub.org=ORG), "
 def _artifact(cfg: DictConfig):
     """The request the artifact was built from, its folder and its manifest."""
     from zoo.artifacts import require_manifest
-    from zoo.commands.convert import build_request
-    from zoo.converters.pipeline import artifact_folder_name
+    from zoo.build.from_config import build_request
+    from zoo.build.request import artifact_folder_name
     from zoo.store import artifact_dir
 
     req = build_request(cfg)
@@ -42,7 +43,7 @@ def check_publishable(folder: Path, manifest: Dict[str, Any], force: bool) -> No
     calibrated on real data (force: a failed or generated-calibration one too)."""
     from zoo.publish.card import failed_checks
 
-    if manifest.get("status") != "passed" and not force:
+    if not checks_passed(str(manifest.get("status"))) and not force:
         failed = ", ".join(failed_checks(manifest)) or "see the manifest"
         raise UserError(f"the artifact at {folder} failed validation ({failed}); only passed artifacts are "
                         "published (force=true publishes it, marked FAILED on its card)")
@@ -150,6 +151,7 @@ def dry_run_report(manifest: Dict[str, Any], where: str, message: str, actions: 
                      "already holds with the same sha256 are skipped")
     elif all(a.action == "skip" for a in actions):
         lines.append("  every file is already published: nothing would be committed")
+    lines += _kit_note(manifest)
     return "\n".join(lines) + "\n"
 
 
@@ -167,7 +169,16 @@ def publish_report(manifest: Dict[str, Any], result: PublishResult) -> str:
         lines.append(f"  tag     {result.tag}: {result.tag_state}")
     if result.url:
         lines.append(f"  url     {result.url}")
+    lines += _kit_note(manifest)
     return "\n".join(lines) + "\n"
+
+
+def _kit_note(manifest: Dict[str, Any]) -> List[str]:
+    """A kit goes out as what it is: its card opens with the same words."""
+    if manifest.get("status") != KIT:
+        return []
+    return [f"  kit     a build kit: {manifest['artifact']['compiler']} was not run, so no engine was built or "
+            "checked; its card says so at the top"]
 
 
 def run_publish(cfg: DictConfig) -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from zoo.commands.gc import current_config
-from zoo.commands.results import existing_out_dir, registry_facts
 from zoo.errors import UserError
-from zoo.results import gather, skipped_line
+from zoo.gc import current_config
+from zoo.results import existing_out_dir, gather, registry_facts, skipped_line
 
 DEFAULT_NAME = "report.html"
 

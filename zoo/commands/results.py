@@ -8,63 +8,17 @@ the published top-1 of each checkpoint. Folders that are not complete artifacts 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict
 
 from omegaconf import DictConfig
 
-from zoo.errors import UserError
 from zoo.render import check_format, render
-from zoo.results import TABLE_COLUMNS, PublishedTop1, calibration_line, gather, skipped_line
+from zoo.results import (
+    TABLE_COLUMNS, calibration_line, display_row, existing_out_dir, gather, registry_facts, skipped_line,
+)
 
 
-def existing_out_dir(cfg: DictConfig) -> Path:
-    root = Path(str(cfg.out_dir)).expanduser()
-    if not root.is_dir():
-        raise UserError(f"out_dir={cfg.out_dir}: no such folder; build artifacts with `python -m zoo convert` "
-                        f"or point out_dir at the folder that holds them")
-    return root
 
-
-def registry_facts() -> Tuple[PublishedTop1, Dict[str, List[str]]]:
-    """Published top-1 per (variant, source, tag), and each variant's aliases."""
-    from zoo.commands.validate import published_top1
-    from zoo.registry.loader import load_registry
-
-    reg = load_registry()
-    top1: Dict[Tuple[str, str, str], Tuple[float, str]] = {}
-    for v in reg.variants.values():
-        for w in v.weights:
-            value, where = published_top1(w)
-            if value is not None:
-                top1[(v.name, w.source, w.tag)] = (value, where["doc"])
-    aliases: Dict[str, List[str]] = {}
-    for alias, name in reg.aliases.items():
-        aliases.setdefault(name, []).append(alias)
-    return top1, aliases
-
-
-def _display(row: Dict[str, Any]) -> Dict[str, Any]:
-    """The terminal and markdown view: numbers at the precision a reader compares them at."""
-    def fmt(key: str, spec: str) -> None:
-        if out.get(key) is not None:
-            out[key] = format(out[key], spec)
-
-    out = dict(row)
-    for key in ("params", "params_published"):
-        fmt(key, ",")
-    for key in ("source_cosine", "target_cosine"):
-        fmt(key, ".7f")
-    for key in ("source_max_abs", "target_max_abs"):
-        fmt(key, ".2e")
-    for key in ("top1", "top5"):
-        fmt(key, ".3f")
-    if out.get("gmacs_published") is not None and out.get("gmacs_published_convention"):
-        out["gmacs_published"] = f"{out['gmacs_published']:g} {out['gmacs_published_convention']}"
-    if out.get("target_cosine") is None and out.get("target_parity"):
-        out["target_cosine"] = "skipped"
-    out["calibration"] = calibration_line(row)
-    return out
 
 
 def _exact(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -88,7 +42,7 @@ def run_results(cfg: DictConfig) -> None:
     elif fmt == "csv":
         sys.stdout.write(render([_exact(r) for r in got.rows], fmt, TABLE_COLUMNS))
     elif got.rows:
-        shown = [_display(r) for r in got.rows]
+        shown = [display_row(r) for r in got.rows]
         columns = TABLE_COLUMNS
         # With no int8 row the terminal's fixed width is better spent on the other columns; with one, its
         # calibration line is a warning to read whole (wrapped), not to cut at the column's edge.

@@ -8,10 +8,9 @@ external data file beside the model.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import onnx
@@ -85,10 +84,6 @@ def set_metadata(model: onnx.ModelProto, meta: Dict[str, object]) -> None:
         entry = model.metadata_props.add()
         entry.key = key
         entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def read_metadata(model: onnx.ModelProto) -> Dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def make_deterministic(model: onnx.ModelProto, producer: str) -> None:
@@ -225,14 +220,3 @@ class ExternalDataWriter:
 
     def close(self) -> None:
         self._file.close()
-
-
-def file_size(paths: List[Path]) -> int:
-    return sum(os.path.getsize(p) for p in paths)
-
-
-def opset_of(model: onnx.ModelProto) -> Optional[int]:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return o.version
-    return None

@@ -88,7 +88,7 @@ _NAME_PART = re.compile(r"[^A-Za-z0-9_.-]+")
 
 def derived_repo_id(org: str, manifest: Dict) -> str:
     """``<org>/<variant>-<source>-<tag>-<artifact folder>``: one repository per artifact (see module doc)."""
-    from zoo.converters.pipeline import artifact_folder_name
+    from zoo.build.request import artifact_folder_name
 
     parts = [manifest["variant"], manifest["source"], manifest["tag"],
              artifact_folder_name(manifest["target"], manifest["precision"])]

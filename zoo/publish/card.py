@@ -24,6 +24,7 @@ from zoo.calibration import describe, is_generated
 from zoo.registry.loader import Registry
 from zoo.registry.query import effective_input
 from zoo.registry.schema import InputSpec, Variant, Weights
+from zoo.status import FAILED, KIT, checks_passed
 
 # Hub ``library_name`` per target; a vendor build kit has none (it is compiled by the vendor's SDK).
 LIBRARY = {"onnx": "onnx", "openvino": "openvino", "mindir": "mindspore"}
@@ -164,8 +165,10 @@ def front_matter(manifest: Dict[str, Any], reg: Registry, weights: Weights, repo
     results += measured_results(manifest)
     tags = ["image-classification", "resnext", manifest["variant"], manifest["source"], manifest["target"],
             manifest["precision"], "resnext-zoo"]
-    if manifest["status"] != "passed":
+    if manifest["status"] == FAILED:
         tags.append("failed-validation")
+    elif manifest["status"] == KIT:
+        tags.append("build-kit")
     if manifest["weights"]["mode"] == "random":
         tags.append("untrained")
     meta: Dict[str, Any] = {}
@@ -192,7 +195,11 @@ def _ok(passed: Optional[bool]) -> str:
 
 def _banners(manifest: Dict[str, Any]) -> List[str]:
     out = []
-    if manifest["status"] != "passed":
+    if manifest["status"] == KIT:
+        out.append("> **BUILD KIT, NOT COMPILED.** The vendor's compiler was not run where this was built: the kit's "
+                   "own checks passed, but no engine was built or run. Build it with the commands below on a machine "
+                   "that has the compiler, then check it there.")
+    elif not checks_passed(manifest["status"]):
         out.append(f"> **FAILED VALIDATION.** This artifact did not pass its own checks "
                    f"(failed: {', '.join(failed_checks(manifest)) or 'see manifest.json'}) and was published with "
                    "`force=true`. Do not use it for anything but investigating the failure.")

@@ -100,7 +100,7 @@ class HfHub:
         from huggingface_hub import HfApi
         from huggingface_hub.utils import disable_progress_bars
 
-        from zoo.converters.pipeline import ZOO_VERSION
+        from zoo.build.request import ZOO_VERSION
 
         if not self.progress:
             disable_progress_bars()

@@ -6,6 +6,7 @@ from html import escape
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from zoo.calibration import is_generated
+from zoo.status import KIT, checks_passed
 
 PASSED, KIT_ONLY, FAILED, NOT_BUILT = "passed", "kit-only", "failed", "not-built"
 # A cell holding several artifacts (sources, tags) shows the best of them.
@@ -20,9 +21,9 @@ GENERATED_NOTE = "generated calibration: int8 accuracy unknown"
 def outcome(row: Mapping[str, Any]) -> str:
     """passed, kit-only or failed. A build that passed but whose later accuracy or golden check failed
     counts as failed: its reason says so, and a green cell would hide it."""
-    if row["status"] != "passed" or str(row.get("reason") or "").startswith("failed:"):
+    if not checks_passed(row["status"]) or str(row.get("reason") or "").startswith("failed:"):
         return FAILED
-    if row.get("build") == "kit only":
+    if row["status"] == KIT or row.get("build") == "kit only":
         return KIT_ONLY
     return PASSED
 

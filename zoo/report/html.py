@@ -96,14 +96,14 @@ def _numeric(rows: Sequence[Mapping[str, Any]], col: str) -> bool:
 
 def results_table(rows: Sequence[Dict[str, Any]]) -> str:
     """The matrix of `zoo results`, formatted as `zoo results` shows it, one row per artifact."""
-    from zoo.commands.results import _display  # the terminal's number formatting, so both read alike
+    from zoo.results import display_row  # the terminal's number formatting, so both read alike
 
     numeric = {c: _numeric(rows, c) for c in TABLE_COLUMNS}
     num = ' data-type="num"'
     head = "".join(f'<th scope="col"{num if numeric[c] else ""}>{escape(c)}</th>' for c in TABLE_COLUMNS)
     body = []
     for row in rows:
-        shown = _display(row)
+        shown = display_row(row)
         tds = []
         for c in TABLE_COLUMNS:
             attrs = ""

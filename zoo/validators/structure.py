@@ -95,11 +95,6 @@ def analyse(model: onnx.ModelProto) -> GraphStructure:
     )
 
 
-def structure_signature(s: GraphStructure) -> Dict[str, object]:
-    """What two exports of one architecture must share, whichever library produced them."""
-    return {"params": s.params, "macs": s.macs, "ops": {k: v for k, v in s.op_counts.items() if k in ("Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool")}}
-
-
 def check_shapes(s: GraphStructure, size: int, num_classes: int, batch: Optional[int]) -> List[str]:
     """Problems with the input/output shapes; empty when they are as the registry says."""
     problems = []
