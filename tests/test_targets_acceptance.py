@@ -1,10 +1,13 @@
-"""Acceptance of the targets: resnext50_32x4d and resnext101_32x8d, from torchvision and from ppcls,
-with weights=random, to every target and precision. Runnable artifacts pass their parity gate
-against the canonical ONNX; vendor kits are produced and pass every kit check, and say plainly that
-their compiler was not run here. Slow (each is a full conversion), and part of CI.
+"""Acceptance of the targets: resnext50_32x4d from torchvision and from ppcls, with weights=random, to every
+target and precision, and resnext101_32x8d (the vendors' documented model) to the int8 paths. Runnable
+artifacts pass their parity gate against the canonical ONNX; vendor kits are produced and pass every kit
+check, and say plainly that their compiler was not run here. Each (checkpoint, export spec) builds its
+canonical model once. Slow, and part of CI; resnext101_32x8d to every target is left to a manual run
+(about 15 more minutes on 2 cores): ZOO_ACCEPTANCE_ALL=1.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,8 @@ import yaml
 from conftest import manifest_of, run_zoo
 from zoo.build.request import artifact_folder_name
 
-PAIRS = [("resnext50_32x4d", "torchvision", "IMAGENET1K_V1"), ("resnext50_32x4d", "ppcls", "pretrained"),
-         ("resnext101_32x8d", "torchvision", "IMAGENET1K_V1"), ("resnext101_32x8d", "ppcls", "wsl")]
+PAIRS = [("resnext50_32x4d", "torchvision", "IMAGENET1K_V1"), ("resnext50_32x4d", "ppcls", "pretrained")]
+LARGER = [("resnext101_32x8d", "torchvision", "IMAGENET1K_V1"), ("resnext101_32x8d", "ppcls", "wsl")]
 # mindir first: it asks for the source's weights beside the canonical model, so the others can reuse it
 RUNNABLE = [("mindir", "fp32"), ("onnx", "fp16"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "fp16")]
 KITS = [("ixrt", "fp16"), ("ixrt", "int8"), ("vacc", "fp16"), ("vacc", "int8"), ("bpu", "int8")]
@@ -34,9 +37,12 @@ def _export_spec(target):
 
 
 def _cases():
-    for variant, source, tag in PAIRS:
-        for target, precision in RUNNABLE + KITS:
-            yield pytest.param(variant, source, tag, target, precision, id=f"{variant}-{source}-{target}-{precision}")
+    every = PAIRS + (LARGER if os.environ.get("ZOO_ACCEPTANCE_ALL") else [])
+    pairs = [(p, t) for p in every for t in RUNNABLE + KITS]
+    if not os.environ.get("ZOO_ACCEPTANCE_ALL"):  # the larger model where size matters most: int8 calibration
+        pairs += [(LARGER[0], ("onnx", "int8")), (LARGER[0], ("vacc", "int8"))]
+    for (variant, source, tag), (target, precision) in pairs:
+        yield pytest.param(variant, source, tag, target, precision, id=f"{variant}-{source}-{target}-{precision}")
 
 
 @pytest.fixture(scope="module")
