@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from zoo.build.checkpoint import resolve_checkpoint
 from zoo.build.request import ConvertRequest, ZOO_VERSION, canonical_key, export_spec, source_tools
-from zoo.build.source_checks import check_canonical, is_large, run_source
+from zoo.build.source_checks import check_canonical, fp32_bytes, is_large, run_source
 from zoo.converters.stages import StageMeter, release_memory
 from zoo.registry.query import effective_input
 from zoo.store import (
@@ -167,7 +167,7 @@ def _build(req: ConvertRequest, folder: Path, key: str, timer: StageMeter, needs
         adapter = get_adapter(req.weights.source)
     before = dict(timer.stages)
     with staged(folder) as stage:
-        disk.require_free(stage, disk.conversion_bytes(_fp32(req), needs_state),
+        disk.require_free(stage, disk.conversion_bytes(fp32_bytes(req), needs_state),
                           f"{req.variant.name} from {req.weights.source} -> canonical ONNX")
         work = stage / ".work"
         work.mkdir()
@@ -218,12 +218,6 @@ def _build(req: ConvertRequest, folder: Path, key: str, timer: StageMeter, needs
         }
         write_json(stage / RECORD, record)  # last: a record means a complete folder
     return record
-
-
-def _fp32(req: ConvertRequest) -> int:
-    from zoo.build.source_checks import fp32_bytes
-
-    return fp32_bytes(req)
 
 
 def _metadata(req: ConvertRequest, weights_info: Dict[str, Any]) -> Dict[str, object]:

@@ -81,7 +81,7 @@ def _build(req: ConvertRequest, target: Target, folder: Path, key: str) -> Resul
                                         {n: r for n, (_, r) in canon.references.items()}, {
                 "variant": req.variant.name, "source": req.weights.source, "tag": req.weights.tag,
                 "output": req.weights.output.value, "seed": req.seed})
-        checks: Dict[str, Any] = {k: v for k, v in canon.checks.items()}
+        checks: Dict[str, Any] = dict(canon.checks)  # a copy: the target adds its own
         job = TargetJob(
             variant=req.variant, weights=req.weights, input=effective_input(req.variant, req.weights),
             precision=req.precision, options=req.options, onnx_path=canon.onnx_path, spec=req.spec, stage=stage,

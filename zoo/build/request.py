@@ -84,13 +84,16 @@ def export_spec(spec: OnnxSpec) -> OnnxSpec:
     return replace(spec, batch=1) if spec.dynamic_batch else spec
 
 
+def _checkpoint_identity(req: ConvertRequest) -> Dict[str, Any]:
+    """What both keys start from: this package's version, the variant and the weights."""
+    return {"zoo": ZOO_VERSION, "variant": asdict(req.variant), "weights_entry": asdict(req.weights),
+            "weights": weights_identity(req)}
+
+
 def canonical_key(req: ConvertRequest) -> str:
     """The validated canonical ONNX's identity: source, weights, export spec, parity seed, tool versions."""
     return artifact_key({
-        "zoo": ZOO_VERSION,
-        "variant": asdict(req.variant),
-        "weights_entry": asdict(req.weights),
-        "weights": weights_identity(req),
+        **_checkpoint_identity(req),
         "spec": asdict(export_spec(req.spec)),
         "seed": req.seed,  # the parity inputs are seeded
         "tools": tool_versions(source_tools(req.weights.source)),
@@ -98,11 +101,9 @@ def canonical_key(req: ConvertRequest) -> str:
 
 
 def request_key(req: ConvertRequest) -> str:
+    """The artifact's identity: the checkpoint's, the target's spec and options, calibration and tools."""
     return artifact_key({
-        "zoo": ZOO_VERSION,
-        "variant": asdict(req.variant),
-        "weights_entry": asdict(req.weights),
-        "weights": weights_identity(req),
+        **_checkpoint_identity(req),
         "spec": asdict(req.spec),
         "target": req.target,
         "precision": req.precision,
