@@ -3,7 +3,7 @@
 Every run is a fresh `python -m zoo -m convert ...` process with freshly initialised weights
 (weights=random: nothing is downloaded), timed from start to exit:
 
-  (a) full sweep   model='glob(*)' source=torchvision,timm,mmcls,ppcls target=onnx weights=random
+  (a) full sweep   model='glob(*)' source=torchvision,timm,mmcls,ppcls,mindcv target=onnx weights=random
                    (combinations the registry does not have are skipped by the CLI, one line each)
   (b) re-run       the identical command again: every artifact built in (a) must be a cache hit
   (c) launchers    a small subset (default: resnext50_32x4d from torchvision and timm, into two
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-SOURCES = "torchvision,timm,mmcls,ppcls"
+SOURCES = "torchvision,timm,mmcls,ppcls,mindcv"  # every source with a converter
 # The CLI prints one summary line per converted job: "<variant>  <source>/<tag> -> <target> <precision>   [STATUS]".
 SUMMARY = re.compile(r"^(\S+)  (\S+)/(\S+) -> (\S+) (\S+)\s+\[(\w+)\](  \(cache hit\))?$")
 

@@ -273,3 +273,23 @@ def test_labels_file_reaches_validate(tmp_path):
     bad = tmp_path / "absent.txt"  # Hydra used to take `labels` for the folder of class names: exit 1, many lines
     assert_refused(run_zoo("validate", "model=resnext50_32x4d", f"data={tmp_path / 'val'}", f"labels={bad}",
                            timeout=60), f"label file {bad} does not exist")
+
+
+# --- 6. a truncated or malformed safetensors file is one line ------------------------------------------
+
+@pytest.mark.parametrize("damage", ["truncated", "header"])
+def test_a_broken_safetensors_file_is_one_line(tmp_path, damage):
+    import torch
+    from safetensors.torch import save_file
+
+    from zoo.converters.sources.timm import TimmAdapter
+
+    whole = tmp_path / "whole.safetensors"
+    save_file({"w": torch.zeros(1000)}, str(whole))
+    data = whole.read_bytes()
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(data[: len(data) // 2] if damage == "truncated" else data[:8] + b"{not json" + data[17:])
+    with pytest.raises(UserError) as e:
+        TimmAdapter().load_checkpoint(broken)
+    assert str(broken) in str(e.value) and "not a readable safetensors file" in str(e.value)
+    assert "\n" not in str(e.value)

@@ -113,7 +113,7 @@ def test_a_max_drop_that_cannot_be_met_fails_and_keeps_the_artifact_marked_faile
 
 @pytest.mark.parametrize("args, needle", [
     (["max_drop=-1", "data=."], "max_drop=-1: give the largest top-1 drop"),
-    (["max_drop=abc", "data=."], "max_drop=abc: give the largest top-1 drop"),
+    (["max_drop=abc", "data=."], "max_drop=abc: expected a number; give the largest top-1 drop"),
     (["max_drop=0.5"], "max_drop= needs data=DIR"),
     (["max_drop=0.5", "data=.", "precision=fp32"], "max_drop= is for int8"),
     (["max_drop=0.5", "data=.", "target=vacc"], "target vacc cannot return int8 layers to float"),

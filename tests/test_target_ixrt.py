@@ -17,11 +17,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from zoo.errors import UserError
 from zoo.targets import ixrt, ixrt_engine
 from zoo.targets.base import TargetJob
 from zoo.targets.ixrt import IxrtTarget
+from zoo.targets.options import IxrtOptions
 
 BATCH = 4
 CALIB = 8
@@ -228,7 +230,6 @@ def test_check_options_rejects_bad_values_in_one_line():
     t = IxrtTarget()
     t.check_options(_options(), "int8")
     cases = [(_options(observer="kl"), "int8", "hist_percentile|percentile|minmax|entropy|ema"),
-             ({**_options(), "batch": 0}, "fp16", "positive"),
              (_options(method="Histogram"), "int8", "MinMax"),
              (_options(), "fp32", "fp16 or int8")]
     for options, precision, hint in cases:
@@ -237,6 +238,10 @@ def test_check_options_rejects_bad_values_in_one_line():
         message = str(e.value)
         assert "\n" not in message
         assert all(part in message for part in hint.split("|")), message
+    # types and ranges are the typed options' job, checked when the config is composed
+    with pytest.raises(UserError, match=r"^target.batch=0: the batch must be a positive integer$"):
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(IxrtOptions),
+                                            {k: v for k, v in _options().items() if k != "defaults"}, {"batch": 0}))
 
 
 # --- the static-batch transform on graphs that carry a traced batch ---------------------------------

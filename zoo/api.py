@@ -66,24 +66,13 @@ class ValidationReport:
 
 
 def compose(command: str, overrides: Sequence[str] = ()) -> Any:
-    """The config ``python -m zoo COMMAND *overrides`` runs with, after the CLI's own checks of the overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from zoo.cli import check_overrides
+    """The config ``python -m zoo COMMAND *overrides`` runs with, through the CLI's own checks
+    (zoo.config): the registry's names, then the typed config with its bounds."""
+    from zoo.config.check import composed
+    from zoo.config.overrides import check_overrides
     from zoo.registry.loader import conf_dir
 
-    checked = check_overrides(list(overrides))
-    if GlobalHydra.instance().is_initialized():  # a caller's own Hydra app: compose beside it, then restore
-        GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name=f"zoo_{command}"):
-            return hydra_compose("config", overrides=[*checked, f"command={command}"])
-    except (HydraException, OmegaConfBaseException) as e:
-        raise UserError(str(e).strip().splitlines()[0]) from None
+    return composed(command, check_overrides(list(overrides)), conf_dir())
 
 
 def _overrides(given: Mapping[str, Any], extra: Optional[Mapping[str, Any]]) -> List[str]:

@@ -54,8 +54,6 @@ def _accuracy(cfg: DictConfig, req, runner, ds) -> Dict[str, Any]:
     check_labels(ds, req.variant.arch.num_classes)
     samples = ds.samples
     if cfg.get("limit") is not None:
-        if int(cfg.limit) < 1:
-            raise UserError(f"limit={cfg.limit}: give a positive number of images")
         samples = stratified_subset(samples, int(cfg.limit), int(cfg.seed))
     res = evaluate(samples, effective_input(req.variant, req.weights), runner, batch=int(cfg.eval_batch),
                    workers=int(cfg.workers), progress=bool(cfg.progress))

@@ -1,20 +1,18 @@
 """Command line: ``python -m zoo COMMAND [hydra overrides]``.
 
-Hydra composes the config; this module only splits the command word off, checks the overrides
-the registry can judge (model, source, format) so bad input is one line and exit code 2, and
-dispatches to the command.
+This module splits the command word off, refuses the Hydra flags that load code, has every job's
+config composed and checked before any work (``zoo.config``: bad input is one line and exit code 2),
+and lets Hydra run the command.
 """
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
+from zoo.config.overrides import check_composition, check_overrides, is_flag
 from zoo.errors import SweepError, Unavailable, UserError
-
-if TYPE_CHECKING:
-    from zoo.registry.loader import Checkpoint
 
 # Hydra flags that take a value as the next word.
 _FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
@@ -31,9 +29,9 @@ _INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--in
 # code it names. The other flags read config YAML (checked like the registry's, _check_config_dirs) or
 # print; none loads code or pickles.
 _REFUSED_FLAGS = (("--experimental-rerun", ""),)
-# Flags that name a folder of config YAML for Hydra to compose from (long, short).
-_CONFIG_DIR_FLAGS = (("--config-path", "-cp"), ("--config-dir", "-cd"))
-
+# Flags Hydra answers without composing the config.
+_HYDRA_ONLY_FLAGS = {"--version", "--hydra-help", "--shell-completion", "-sc"}
+_COMPLETION = ("install=", "uninstall=", "query=")
 USAGE = (
     "usage: python -m zoo COMMAND [key=value ...]   (commands: {commands}; "
     "python -m zoo --help explains)"
@@ -66,159 +64,19 @@ def split_command(argv: List[str]) -> Tuple[Optional[str], List[str], List[str]]
     return command, flags, overrides
 
 
-def _is_flag(tok: str, long: str, short: str) -> bool:
-    """Whether Hydra's argparse reads ``tok`` as this flag: ``short``, ``long`` or any prefix of it
-    (argparse takes abbreviations), each also as ``flag=value``."""
-    name = tok.split("=", 1)[0]
-    return (bool(short) and name == short) or (name.startswith("--") and len(name) > 2 and long.startswith(name))
-
-
-def _flag_values(flags: List[str], long: str, short: str) -> List[str]:
-    """The values given to a flag: ``--flag=value``, or the word after it."""
-    out = []
-    for i, tok in enumerate(flags):
-        if _is_flag(tok, long, short):
-            if "=" in tok:
-                out.append(tok.split("=", 1)[1])
-            elif i + 1 < len(flags):
-                out.append(flags[i + 1])
-    return out
-
-
-def check_flags(flags: List[str]) -> None:
-    """Refuse the Hydra flags that load code."""
+def check_flags(flags: List[str], overrides: List[str]) -> None:
+    """Refuse the Hydra flags that load code; ``--shell-completion`` needs its subcommand."""
+    if any(tok in ("--shell-completion", "-sc") for tok in flags) and not (
+            len(overrides) == 1 and overrides[0].startswith(_COMPLETION)):
+        raise UserError("--shell-completion needs one of install=bash|zsh|fish, uninstall=bash|zsh|fish, "
+                        "query=SHELL (e.g. python -m zoo --shell-completion install=bash)")
     for tok in flags:
         for long, short in _REFUSED_FLAGS:
-            if _is_flag(tok, long, short):
+            if is_flag(tok, long, short):
                 name = tok.split("=", 1)[0]
                 given = long if name == long else f"{name} (read as {long})"
                 raise UserError(f"{given} is not supported: it unpickles a file, which can run any code; "
                                 f"re-run a job with its command line (its overrides) instead")
-
-
-def _check_config_dirs(root: Path, flags: List[str]) -> None:
-    """Parse every YAML Hydra may compose (the registry and any --config-dir / --config-path folder) with
-    the registry's loader first: a broken file or an alias bomb is then a one-line error, not a Hydra
-    trace or a hang inside Hydra's own YAML loading."""
-    from zoo.registry.loader import read_yaml
-
-    folders = [root]
-    for long, short in _CONFIG_DIR_FLAGS:
-        for value in _flag_values(flags, long, short):
-            if not value.startswith("pkg://"):
-                # Hydra reads a relative --config-path beside this package, a relative --config-dir from the cwd
-                folders += [Path(value).expanduser(), Path(__file__).resolve().parent / value]
-    for folder in dict.fromkeys(p.resolve() for p in folders if p.is_dir()):
-        for path in sorted(folder.rglob("*.yaml")):
-            read_yaml(path)
-
-
-def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> List[str]:
-    """Parse overrides with Hydra's own parser; resolve model aliases; judge model/source/format."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, Glob
-    from hydra.errors import HydraException
-
-    from zoo.registry.loader import conf_dir, load_registry
-    from zoo.registry.query import resolve_checkpoint, resolve_variant
-    from zoo.render import check_format
-
-    root = conf_dir()
-    _check_config_dirs(root, flags or [])
-    reg = load_registry(root)
-
-    parser = OverridesParser.create()
-    out = list(overrides)
-    for word in overrides:
-        try:
-            (ov,) = parser.parse_overrides([word])
-        except HydraException as e:
-            first = str(e).strip().splitlines()[0]
-            raise UserError(f"malformed override '{word}': {first} (expected key=value)") from None
-        key = ov.key_or_group
-        _check_key(ov, key, root)
-        value = ov.value()
-        if key == "model":
-            if isinstance(value, str):
-                canonical = resolve_variant(reg, value).name
-                out[out.index(word)] = f"{word.split('=', 1)[0]}={canonical}"
-                out += _pin_checkpoint(resolve_checkpoint(reg, value), value, overrides)
-            elif isinstance(value, ChoiceSweep):
-                pinned = [str(x) for x in value.list if resolve_checkpoint(reg, str(x))]
-                if pinned:
-                    cp = resolve_checkpoint(reg, pinned[0])
-                    raise UserError(f"'{pinned[0]}' names one checkpoint ({cp.variant} source={cp.source} tag={cp.tag}); "
-                                    f"a sweep takes variant names: model={cp.variant} source={cp.source} tag={cp.tag}")
-                names = [resolve_variant(reg, str(x)).name for x in value.list]
-                out[out.index(word)] = f"{word.split('=', 1)[0]}={','.join(names)}"
-            elif isinstance(value, Glob):
-                if not value.filter(list(reg.variants)):
-                    raise UserError(f"'{word}' matches no variant; run `python -m zoo list`")
-        elif key == "source":
-            values = value.list if isinstance(value, ChoiceSweep) else [value]
-            for s in values:
-                if isinstance(s, str) and s not in reg.sources:
-                    raise UserError(f"unknown source '{s}': known sources are {', '.join(sorted(reg.sources))}")
-        elif key == "format" and isinstance(value, str):
-            check_format(value)
-        elif key == "hydra/launcher" and isinstance(value, str):
-            _check_launcher(value)
-        elif key in ("target", "precision", "hub") and isinstance(value, str):
-            names = sorted(p.stem for p in (root / key).glob("*.yaml"))
-            if value not in names:
-                raise UserError(f"unknown {key} '{value}': choose one of {', '.join(names)}")
-    return out
-
-
-def _pin_checkpoint(cp: Optional[Checkpoint], name: str, overrides: List[str]) -> List[str]:
-    """The source= and tag= overrides an older checkpoint name implies (timm's ``tv_resnext50_32x4d``
-    is resnext50_32x4d's tv_in1k weights from timm); one the user gave must agree with it."""
-    if cp is None:
-        return []
-    given = {w.split("=", 1)[0].lstrip("+~"): w.split("=", 1)[1] for w in overrides if "=" in w}
-    added = []
-    for key, want in (("source", cp.source), ("tag", cp.tag)):
-        have = given.get(key)
-        if have is None:
-            added.append(f"{key}={want}")
-        elif have != want:
-            raise UserError(f"model={name} is {cp.variant} source={cp.source} tag={cp.tag}, not {key}={have}; "
-                            f"for another checkpoint use model={cp.variant} {key}={have}")
-    return added
-
-
-def _check_key(ov, key: str, root) -> None:
-    """An override of a key the config does not have is one line with the nearest known key, not
-    Hydra's multi-line "Key 'x' is not in struct" (``+key=value`` adds a key on purpose)."""
-    import difflib
-
-    from zoo.registry.loader import read_yaml
-
-    if ov.is_add() or ov.is_force_add() or ov.is_delete() or "/" in key or key.startswith("hydra"):
-        return
-    top = key.split(".", 1)[0]
-    known = {k for k in read_yaml(root / "config.yaml") if k != "defaults"}
-    known |= {p.name for p in root.iterdir() if p.is_dir()}  # config groups: model, source, target ...
-    if top not in known:
-        near = difflib.get_close_matches(top, sorted(known), n=1)
-        hint = f"did you mean {near[0]}? " if near else ""
-        raise UserError(f"unknown key '{top}': {hint}python -m zoo --cfg job lists every key")
-
-
-# The launcher presets in conf/hydra/launcher/ and the extra that installs each one's plugin.
-_LAUNCHER_PLUGINS = {"zoo_joblib": ("hydra_plugins.hydra_joblib_launcher", "sweep"),
-                     "zoo_ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
-                     "zoo_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm")}
-
-
-def _check_launcher(name: str) -> None:
-    """A preset whose plugin is not installed is one line naming the extra, not a Hydra trace."""
-    import importlib.util
-
-    if name in _LAUNCHER_PLUGINS:
-        module, extra = _LAUNCHER_PLUGINS[name]
-        if importlib.util.find_spec(module) is None:
-            raise UserError(f"hydra/launcher={name} needs its Hydra plugin: pip install 'resnext-zoo[{extra}]'")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -227,13 +85,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     command, flags, overrides = split_command(argv)
     try:
-        check_flags(flags)
+        check_flags(flags, overrides)
         if command is None:
             if not any(tok in _INFO_FLAGS for tok in flags):
                 raise UserError(USAGE.format(commands=", ".join(COMMANDS)))
         elif command not in COMMANDS:
             raise UserError(f"unknown command '{command}': use one of {', '.join(COMMANDS)}")
-        overrides = check_overrides(overrides, flags)
+        if not any(tok in _HYDRA_ONLY_FLAGS for tok in flags):
+            overrides = check_overrides(overrides, flags)
+            check_composition(command, overrides, flags)  # every job's whole config, before any work
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -247,9 +107,11 @@ def _run_hydra(args: List[str]) -> None:
     from omegaconf import DictConfig
 
     from zoo.commands import COMMANDS
+    from zoo.config.store import register
     from zoo.isolation import JobCrashed, JobError, run_command_isolated  # also registers the presets' ${zoo.cpus:}
     from zoo.registry.loader import conf_dir
 
+    register()  # the typed schemas the configs extend
     failures = _FailureRecord.create(args)
 
     def task(cfg: DictConfig) -> None:

@@ -2,9 +2,18 @@
 
 
 class UserError(Exception):
-    """Bad input: an unknown name, a malformed override, a broken config file."""
+    """Bad input: an unknown name, a malformed override, a broken config file.
+
+    The message is one line: a control character it quotes from the input (a newline inside an
+    override) is shown escaped."""
 
     exit_code = 2
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message)
+        if not text.isprintable():
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        super().__init__(text, *args)
 
 
 class Unavailable(UserError):

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any, Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, IO, Iterable, Iterator, Optional, Tuple, Union
 
 from zoo.errors import UserError
 
@@ -244,10 +244,11 @@ def _remove_orphaned_stages(folder: Path) -> None:
 
 
 @contextmanager
-def staged(folder: Path) -> Iterator[Path]:
-    """Yield a staging folder; on success swap it in for ``folder``, on failure delete it. Its name records
-    this process and host, so a later ``staged`` of the same folder (or ``zoo gc``) removes it if this
-    process dies before either."""
+def staged(folder: Path, destination: Optional[Callable[[Path], Path]] = None) -> Iterator[Path]:
+    """Yield a staging folder; on success swap it in for ``folder`` (or for ``destination(stage)``, a
+    sibling the caller picks once the stage is complete), on failure delete it. Its name records this
+    process and host, so a later ``staged`` of the same folder (or ``zoo gc``) removes it if this process
+    dies before either."""
     check_write_target(folder, folder=True)  # before any work: the swap would move a link or a file aside
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphaned_stages(folder)
@@ -260,6 +261,8 @@ def staged(folder: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    if destination is not None:
+        folder = destination(stage)
     old = None
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old-{os.getpid()}")

@@ -4,7 +4,6 @@ The CLI's ``convert``, ``validate`` and ``publish`` and the Python API (``zoo.ap
 """
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from pathlib import Path
 from typing import ContextManager, Optional
@@ -60,34 +59,17 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
         weights_mode=mode, weights_file=wfile, seed=int(cfg.seed), offline=bool(cfg.offline),
         cache_dir=Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else None,
         mirror=Path(cfg.mirror).expanduser() if cfg.get("mirror") else None,
-        download_timeout=number(cfg, "download_timeout", "expected a number of seconds above 0", 1e-9) or 3600,
+        download_timeout=float(cfg.download_timeout),
         out_root=Path(cfg.out_dir).expanduser(), force=bool(cfg.force), strict=bool(cfg.strict),
         progress=bool(cfg.progress),
     )
     return req
 
 
-def number(cfg: DictConfig, key: str, what: str, minimum: float, integer: bool = False):
-    """A numeric key, or None when unset; anything else is one line naming the key and what it takes."""
-    raw = cfg.get(key)
-    if raw is None:
-        return None
-    try:
-        value = int(str(raw)) if integer else float(str(raw))
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value < minimum or isinstance(raw, bool):
-        raise UserError(f"{key}={raw}: {what}")
-    return value
-
-
 def accuracy_request(cfg: DictConfig, target, precision: str) -> Optional[AccuracyRequest]:
     """``data=DIR`` (and ``max_drop=``) on an int8 conversion: the accuracy gate's request."""
-    max_drop = number(cfg, "max_drop", "give the largest top-1 drop allowed against fp32, in percentage points "
-                                        "(a number >= 0, e.g. max_drop=0.5)", 0.0)
-    max_float = number(cfg, "max_float_layers", "give how many layers may go back to float (an integer >= 1)",
-                        1, integer=True)
-    limit = number(cfg, "limit", "give a positive number of images (e.g. limit=300)", 1, integer=True)
+    # types and bounds: zoo.config.schema, checked when the config was composed
+    max_drop, max_float, limit = cfg.get("max_drop"), cfg.get("max_float_layers"), cfg.get("limit")
     data = cfg.get("data")
     if data is None:
         if max_drop is not None or max_float is not None:

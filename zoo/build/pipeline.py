@@ -12,7 +12,7 @@ import errno
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from zoo.build import canonical as canonical_stage
 from zoo.build.request import ConvertRequest, Result, ZOO_VERSION, all_tools, artifact_folder_name, request_key
@@ -23,8 +23,9 @@ from zoo.converters import disk
 from zoo.converters.sources import check_convertible
 from zoo.converters.stages import StageMeter
 from zoo.registry.query import effective_input
-from zoo.status import FAILED, status_of
-from zoo.store import MANIFEST, artifact_dir, artifact_lock, cache_hit, sha256_of, staged, tool_versions, write_json
+from zoo.status import FAILED, checks_passed, status_of
+from zoo.store import (MANIFEST, artifact_dir, artifact_lock, cache_hit, read_manifest, sha256_of, staged,
+                       tool_versions, write_json)
 from zoo.targets.base import Target, TargetJob
 
 
@@ -66,9 +67,24 @@ def _disk_need(req: ConvertRequest, target: Target) -> int:
     return disk.conversion_bytes(fp32_bytes(req), own_copy)
 
 
+def failed_copy(folder: Path) -> Path:
+    """Where a failed rebuild goes while ``folder`` keeps an artifact that passed (or a kit)."""
+    return folder.with_name(f".{folder.name}.failed")
+
+
 def _build(req: ConvertRequest, target: Target, folder: Path, key: str) -> Result:
     timer = StageMeter(verbose=req.progress)
-    with staged(folder) as stage:
+    status = FAILED
+    landed: List[Path] = []
+
+    def destination(stage: Path) -> Path:
+        # a failed rebuild never replaces a good artifact: it is kept beside it, hidden, for inspection
+        previous = read_manifest(folder)
+        keep = status == FAILED and previous is not None and checks_passed(str(previous.get("status")))
+        landed.append(failed_copy(folder) if keep else folder)
+        return landed[0]
+
+    with staged(folder, destination) as stage:
         disk.require_free(stage, _disk_need(req, target), f"{req.variant.name} -> {req.target} {req.precision}")
         work = stage / ".work"
         work.mkdir()
@@ -136,9 +152,12 @@ def _build(req: ConvertRequest, target: Target, folder: Path, key: str) -> Resul
             "peak_rss_mb": timer.memory(),
         }
         write_json(stage / MANIFEST, manifest)
+    built_in = landed[0]
+    if built_in == folder:
+        shutil.rmtree(failed_copy(folder), ignore_errors=True)  # an earlier failed rebuild, now superseded
     if status == FAILED and req.strict:
-        raise ValidationFailed(folder, manifest)
-    return Result(manifest, folder, False)
+        raise ValidationFailed(built_in, manifest, kept=folder if built_in != folder else None)
+    return Result(manifest, built_in, False)
 
 
 def _ordered(files: List[Path], primary: Path) -> List[Path]:
@@ -152,12 +171,13 @@ class ValidationFailed(Exception):
 
     exit_code = 1
 
-    def __init__(self, folder: Path, manifest: Dict[str, Any]) -> None:
+    def __init__(self, folder: Path, manifest: Dict[str, Any], kept: Optional[Path] = None) -> None:
         v = manifest["validation"]
         failed = [k for k in ("params", "macs", "shapes", "parity", "target") if not v[k]["passed"]]
         if v.get("accuracy_control", {}).get("passed") is False:
             a = v["accuracy_control"]
             failed.append(f"int8 top-1 drop {a['drop_pp']:.2f} pp > max_drop={a['max_drop_pp']}")
-        super().__init__(f"validation failed ({', '.join(failed)}); see {folder / MANIFEST}")
+        also = f"; the artifact that passed before stays in {kept}" if kept is not None else ""
+        super().__init__(f"validation failed ({', '.join(failed)}); see {folder / MANIFEST}{also}")
         self.folder = folder
         self.manifest = manifest

@@ -13,7 +13,6 @@ import time
 
 from omegaconf import DictConfig
 
-from zoo.errors import UserError
 from zoo.gc import current_config, human_bytes, plan, remove
 from zoo.results import existing_out_dir
 from zoo.render import check_format, render
@@ -21,23 +20,13 @@ from zoo.render import check_format, render
 COLUMNS = ["action", "size", "reason", "path"]
 
 
-def _bool(cfg: DictConfig, key: str) -> bool:
-    value = cfg.get(key)
-    if not isinstance(value, bool):
-        raise UserError(f"{key}={value}: expected true or false")
-    return value
-
-
 def _min_age_s(cfg: DictConfig) -> float:
-    hours = cfg.get("stale_hours")
-    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours < 0:
-        raise UserError(f"stale_hours={hours}: expected a number of hours, 0 or more")
-    return float(hours) * 3600
+    return float(cfg.stale_hours) * 3600  # typed and bounded by zoo.config.schema
 
 
 def run_gc(cfg: DictConfig) -> None:
     fmt = check_format(str(cfg.format))
-    apply = _bool(cfg, "apply") and not _bool(cfg, "dry_run")
+    apply = bool(cfg.apply) and not bool(cfg.dry_run)
     min_age_s = _min_age_s(cfg)
     root = existing_out_dir(cfg)
     found = plan(root, current_config(), time.time(), min_age_s)

@@ -78,6 +78,20 @@ class InputSpec:
     color: ColorOrder = ColorOrder.RGB
     layout: Layout = Layout.NCHW
 
+    def __post_init__(self) -> None:
+        from zoo.errors import UserError
+
+        # a ResNeXt downsamples by 32: a smaller input has no spatial extent left
+        if not 32 <= self.size <= 4096:
+            raise UserError(f"model.input.size={self.size}: give the input side in pixels, from 32 to 4096")
+        if self.resize is not None and not self.size <= self.resize <= 8192:
+            raise UserError(f"model.input.resize={self.resize}: give the short side before the crop, "
+                            f"at least model.input.size ({self.size})")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise UserError(f"model.input.crop_pct={self.crop_pct}: give a fraction in (0, 1]")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(s > 0 for s in self.std):
+            raise UserError("model.input.mean / std: give three numbers each (one per channel), std above 0")
+
     def resize_short(self) -> int:
         """Short side before the centre crop (timm's rule: floor(size / crop_pct))."""
         if self.resize is not None:

@@ -90,9 +90,8 @@ class Target(ABC):
         )
 
     def check_options(self, options: Dict[str, Any], precision: str) -> None:
-        """Raise UserError for options this target cannot take (called before any work)."""
-        if int(options.get("batch", 1)) < 1:
-            raise UserError(f"target.batch={options.get('batch')}: the batch must be a positive integer")
+        """Raise UserError for options this target cannot take (called before any work). Types and
+        ranges are checked when the config is composed (zoo.targets.options); this is for the rest."""
 
     @abstractmethod
     def prepare(self, job: TargetJob) -> Path:

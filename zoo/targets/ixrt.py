@@ -489,11 +489,6 @@ class IxrtTarget(Target):
         q = options["quant"]
         if str(q["observer"]) not in OBSERVERS:
             raise UserError(f"target.quant.observer={q['observer']}: choose one of {', '.join(OBSERVERS)}")
-        for key in ("batchsize", "step", "calib_images"):
-            if int(q[key]) < 1:
-                raise UserError(f"target.quant.{key}={q[key]}: must be a positive integer")
-        if float(options["workspace_gib"]) <= 0:
-            raise UserError(f"target.workspace_gib={options['workspace_gib']}: must be a positive number of GiB")
         from zoo.targets.quantize import METHODS
 
         if str(q["method"]) not in METHODS:

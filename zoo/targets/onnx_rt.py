@@ -44,8 +44,6 @@ class OnnxTarget(Target):
         method = options["int8"]["calibrate_method"]
         if precision == "int8" and method not in METHODS:
             raise UserError(f"target.int8.calibrate_method={method}: choose one of {', '.join(METHODS)}")
-        if precision == "int8" and int(options["int8"]["calib_images"]) < 1:
-            raise UserError("target.int8.calib_images must be at least 1")
         for key in ("activation_type", "weight_type"):
             if precision == "int8" and options["int8"][key] not in TYPES:
                 raise UserError(f"target.int8.{key}={options['int8'][key]}: choose one of {', '.join(TYPES)}")

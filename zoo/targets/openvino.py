@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from zoo.errors import UserError
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 
 
@@ -27,11 +26,6 @@ def inference_config(core, precision: str) -> dict:
 class OpenVinoTarget(Target):
     name = "openvino"
     restores_accuracy = True
-
-    def check_options(self, options, precision) -> None:
-        super().check_options(options, precision)
-        if precision == "int8" and int(options["int8"]["calib_images"]) < 1:
-            raise UserError(f"target.int8.calib_images={options['int8']['calib_images']}: must be at least 1")
 
     def prepare(self, job: TargetJob) -> Path:
         return job.onnx_path  # OpenVINO reads the canonical ONNX directly

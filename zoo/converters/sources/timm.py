@@ -23,9 +23,14 @@ class TimmAdapter(TorchAdapter):
 
     def load_checkpoint(self, path: Path) -> Dict[str, torch.Tensor]:
         if Path(path).suffix == ".safetensors" or _is_safetensors(path):
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
-            return load_file(str(path), device="cpu")
+            try:
+                return load_file(str(path), device="cpu")
+            except (SafetensorError, OSError, ValueError) as e:  # truncated, a broken header, wrong dtypes
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise UserError(f"refusing to load {path}: not a readable safetensors file ({first[:200]})") from None
         return super().load_checkpoint(path)
 
     def save_checkpoint(self, model: Any, path: Path) -> None:
