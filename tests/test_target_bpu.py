@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def test_kit_contents(tmp_path, canonical, no_hb_mapper):
         assert back.min() >= 0 and back.max() <= 255 and back.max() > 1  # not scaled to 0-1
 
     assert built.compiled is False and built.compiler == "hb_mapper (not installed)"
+    assert built.info["compiler_version"] is None
     assert built.commands == [
         "hb_mapper checker --model-type onnx --model ./resnext50_32x4d.onnx --march bayes-e",
         f"hb_mapper makertbin --config {CONFIG} --model-type onnx"]
@@ -182,6 +184,9 @@ FAKE_HB_MAPPER = r'''#!{python}
 import json, os, pathlib, sys
 import numpy as np, onnx, yaml
 
+if sys.argv[1:] == ["--version"]:
+    print("fake_hb_mapper, version 0.0 (a FAKE hb_mapper for these tests)", file=sys.stderr)
+    sys.exit(0)
 with open(os.environ["FAKE_HB_MAPPER_LOG"], "a") as f:
     f.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd()}}) + "\n")
 
@@ -266,6 +271,9 @@ def test_hb_mapper_runs_both_steps_and_its_bin_is_picked_up(tmp_path, canonical,
     assert calls(fake_hb_mapper) == [CHECKER, MAKERTBIN]
     assert {json.loads(line)["cwd"] for line in fake_hb_mapper.read_text().splitlines()} == {str(kit)}
     assert built.compiled is True and built.compiler == "hb_mapper (found on PATH)"
+    printed = "fake_hb_mapper, version 0.0 (a FAKE hb_mapper for these tests)"  # the fake's --version, on stderr
+    assert built.info["compiler_version"] == {"path": shutil.which("hb_mapper"), "version": printed,
+                                             "printed": printed, "exit_code": 0}
     assert built.primary == kit / PREFIX / f"{PREFIX}.bin"
     assert built.info["outputs"] == sorted(f"{PREFIX}/{PREFIX}{s}" for s in (
         ".bin", "_calibrated_model.onnx", "_optimized_float_model.onnx", "_original_float_model.onnx",

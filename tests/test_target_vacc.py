@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -128,6 +129,7 @@ def test_int8_kit_current_schema(tmp_path, canonical, no_vamc):
         assert np.abs(np.asarray(im, np.float32) - np.asarray(sources[0], np.float32)).mean() < 4
 
     assert built.compiled is False and built.compiler == "vamc (not installed)"
+    assert built.info["compiler_version"] is None
     assert built.commands == [f"vamc compile {KIT}_int8.yaml"]
     assert built.primary == kit / f"{KIT}_int8.yaml"
     assert all(p.is_file() and p.resolve().is_relative_to(kit.resolve()) for p in built.files)
@@ -238,6 +240,9 @@ FAKE_VAMC = r'''#!{python}
 import json, os, pathlib, sys
 import onnx, yaml
 
+if sys.argv[1:] == ["--version"]:
+    print("fake_vamc 0.0 (a FAKE vamc for these tests)")
+    sys.exit(0)
 with open(os.environ["FAKE_VAMC_LOG"], "a") as f:
     f.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd()}}) + "\n")
 
@@ -321,6 +326,9 @@ def test_vamc_is_run_from_the_kit_and_its_suite_picked_up(tmp_path, canonical, f
     assert failed(built) == []
     assert calls(fake_vamc) == [{"argv": [verb, f"{KIT}_int8.yaml"], "cwd": str(kit)}]
     assert built.compiled is True and built.compiler == "vamc (found on PATH)"
+    printed = "fake_vamc 0.0 (a FAKE vamc for these tests)"  # what the fake above prints for --version
+    assert built.info["compiler_version"] == {"path": shutil.which("vamc"), "version": printed, "printed": printed,
+                                             "exit_code": 0}
     assert built.commands == [f"vamc {verb} {KIT}_int8.yaml"]
     suite = kit / "deploy_weights" / f"{KIT}_int8"
     assert built.primary == suite / "mod.so"
@@ -373,3 +381,17 @@ def test_the_fake_vamc_rejects_bad_input(tmp_path, fake_vamc):
     for argv in (["convert", "x.yaml"], ["compile", "missing.yaml"]):
         run = subprocess.run([exe, *argv], cwd=tmp_path, capture_output=True, text=True)
         assert run.returncode == 1 and run.stdout.startswith("fake_vamc: ")
+
+
+def test_a_compiler_version_is_recorded_as_it_printed_it(tmp_path):
+    """A tool that prints usage (exit 2) for --version is recorded with what it printed, and no version."""
+    from zoo.targets.kit import tool_version
+
+    exe = tmp_path / "tool"
+    exe.write_text("#!/bin/sh\necho 'usage: tool compile CFG' >&2\nexit 2\n")
+    exe.chmod(0o755)
+    assert tool_version(str(exe)) == {"path": str(exe), "version": None, "printed": "usage: tool compile CFG",
+                                      "exit_code": 2}
+    gone = tmp_path / "removed"
+    assert tool_version(str(gone)) == {"path": str(gone), "version": None, "printed": "",
+                                       "error": "FileNotFoundError"}

@@ -235,7 +235,7 @@ class BpuTarget(Target):
         compiled = run.ok and model.is_file()
         info: Dict[str, Any] = {
             "config": cfg_path.name, "march": str(o["march"]), "calibration_files": len(paths),
-            "run_from": "the kit folder", "compiler_ran": run.ran,
+            "run_from": "the kit folder", "compiler_ran": run.ran, "compiler_version": run.version,
             "outputs": [p.relative_to(kit).as_posix() for p in files_under(kit / prefix)] if compiled else [],
             "device_run": command_line(["hrt_model_exec", "perf", "--model_file", f"{prefix}.bin"]),
             "calibration_method": method,

@@ -111,17 +111,37 @@ class CompilerRun:
     ran: bool
     ok: bool  # every step exited 0
     checks: List[Check]
+    version: Optional[Dict[str, Any]] = None  # tool_version() of the compiler found on PATH
+
+
+VERSION_TIMEOUT_S = 60
+
+
+def tool_version(exe: str) -> Dict[str, Any]:
+    """The compiler's record for the manifest: its path and the first line ``exe --version`` prints.
+
+    Vendors print their version differently (and some not for ``--version``), so what was printed is kept
+    as it is, with the exit code; ``version`` is that line only when the tool exited 0."""
+    try:
+        proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"path": exe, "version": None, "printed": "", "error": type(e).__name__}
+    lines = [line.strip() for line in (proc.stdout + "\n" + proc.stderr).splitlines() if line.strip()]
+    first = lines[0][:200] if lines else ""
+    return {"path": exe, "version": first if proc.returncode == 0 and first else None, "printed": first,
+            "exit_code": proc.returncode}
 
 
 def run_compiler(tool: str, steps: Sequence[Tuple[Sequence[str], str]], kit: Path, timeout_s: float,
                  kit_checks: Sequence[Check]) -> CompilerRun:
     """Run the steps from the kit folder when ``tool`` is on PATH and the kit passed its own checks."""
     exe = find_tool(tool)
+    version = tool_version(exe) if exe is not None else None
     if exe is None or first_failure(kit_checks) is not None:  # never feed the compiler a kit that failed its checks
-        return CompilerRun(compiler_label(tool, exe), False, False, [])
+        return CompilerRun(compiler_label(tool, exe), False, False, [], version)
     runs, checks = run_steps(exe, steps, kit, timeout_s)
     ok = len(runs) == len(steps) and all(r.ok for r in runs)
-    return CompilerRun(compiler_label(tool, exe), True, ok, checks)
+    return CompilerRun(compiler_label(tool, exe), True, ok, checks, version)
 
 
 def kit_files(root: Path) -> List[Path]:

@@ -352,7 +352,7 @@ class VaccTarget(Target):
         info: Dict[str, Any] = {
             "schema": str(o["schema"]), "config": cfg_path.name, "vdsp_params": vdsp_path.name,
             "calibration_images": len(written), "extra_softmax": needs_softmax(job), "run_from": "the kit folder",
-            "compiler_ran": run.ran, "suite": [p.relative_to(kit).as_posix() for p in suite],
+            "compiler_ran": run.ran, "compiler_version": run.version, "suite": [p.relative_to(kit).as_posix() for p in suite],
             "device_run": device_run(job, vdsp_path, primary.with_suffix("").relative_to(kit) if compiled else None),
         }
         if job.precision == "int8":
