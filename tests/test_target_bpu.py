@@ -7,6 +7,7 @@ files named as hb_mapper names its outputs.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -116,7 +117,15 @@ def test_kit_contents(tmp_path, canonical, no_hb_mapper):
         "hb_mapper checker --model-type onnx --model ./resnext50_32x4d.onnx --march bayes-e",
         f"hb_mapper makertbin --config {CONFIG} --model-type onnx"]
     assert built.primary == kit / CONFIG
-    assert len(built.files) == 103 and all(p.resolve().is_relative_to(kit.resolve()) for p in built.files)
+    assert len(built.files) == 104 and all(p.resolve().is_relative_to(kit.resolve()) for p in built.files)
+    readme = (kit / "README.md").read_text()
+    assert f"hb_mapper makertbin --config {CONFIG} --model-type onnx" in readme
+    assert f"hrt_model_exec perf --model_file {PREFIX}/{PREFIX}.bin" in readme  # where makertbin writes it
+    assert built.info["device_run"] == f"hrt_model_exec perf --model_file {PREFIX}/{PREFIX}.bin"
+    # D-Robotics' rdk_model_zoo samples/vision/resnext/README.md (support matrix): "The only published variant
+    # is 50_32x4d", on RDK X5; its published X5 figures are int8 189.61 FPS, top-1 76.00 (the registry's copy)
+    assert "- resnext50_32x4d: RDK X5 (Bayes-e BPU), int8, top-1 76.0, 189.61 FPS, timm weights" in readme
+    assert "is not among them" not in readme
     note = (kit / "CALIBRATION.md").read_text()  # generated images: said plainly, with the way out
     assert "GENERATED images (100, seed 0" in note and "calib_data=DIR" in note
     assert not (kit / PREFIX).exists()  # no .bin is ever written without hb_mapper
@@ -313,3 +322,17 @@ def test_the_fake_hb_mapper_rejects_bad_input(tmp_path, fake_hb_mapper):
     for argv in (["checker", "--model", "x.onnx"], ["makertbin", "--config", "x.yaml"]):
         run = subprocess.run([exe, *argv], cwd=tmp_path, capture_output=True, text=True)
         assert run.returncode == 1 and run.stdout.startswith("fake_hb_mapper: ")
+
+
+def test_the_readme_warns_for_a_variant_the_vendor_has_not_published(tmp_path, canonical, no_hb_mapper):
+    """Only resnext50_32x4d has published BPU results (rdk_model_zoo's ResNeXt sample: one variant, on X5):
+    a bigger variant's kit says so, with its size."""
+    from zoo.registry.loader import load_registry
+    from zoo.targets.bpu import vendor_results, write_readme
+
+    assert sorted(vendor_results()) == ["resnext50_32x4d"]
+    _, job = make_job(tmp_path, canonical)
+    big = load_registry().variants["resnext101_32x8d"]
+    readme = write_readme(dataclasses.replace(job, variant=big), [(["checker"], "x.out")], "p").read_text()
+    assert "**resnext101_32x8d is not among them.**" in readme and "88.8M parameters" in readme
+    assert "- resnext50_32x4d: RDK X5 (Bayes-e BPU), int8" in readme

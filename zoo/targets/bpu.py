@@ -186,6 +186,50 @@ def mapper_steps(job: TargetJob, prepared: Path, cfg_path: Path) -> List[Tuple[L
             (["makertbin", "--config", cfg_path.name, "--model-type", "onnx"], "hb_mapper_makertbin.out")]
 
 
+README = "README.md"
+
+
+def vendor_results() -> Dict[str, List[Any]]:
+    """The variants the vendor has published BPU results for (the registry's ``deployments`` of target bpu,
+    each with its document): the ones shown to compile for a board."""
+    from zoo.registry.loader import load_registry
+
+    reg = load_registry()
+    return {v.name: [d for d in v.deployments if d.target == "bpu"]
+            for v in reg.variants.values() if any(d.target == "bpu" for d in v.deployments)}
+
+
+def write_readme(job: TargetJob, steps: List[Tuple[List[str], str]], prefix: str) -> Path:
+    """The kit's README: the build steps, where the .bin lands, the device-side command, and whether the
+    vendor has published this variant for the BPU (larger ones may not compile or fit)."""
+    from zoo.registry.loader import load_registry
+
+    published = vendor_results()
+    docs = load_registry().documents
+    lines = [f"# {job.variant.name} ({job.weights.source}/{job.weights.tag}): Horizon BPU int8 build kit", "",
+             "Built by resnext-zoo. The manifest beside this kit says whether hb_mapper ran where it was built.", "",
+             "## Build (from this folder, with Horizon's OpenExplorer toolchain)", ""]
+    lines += [f"    {command_line([TOOL, *args])}" for args, _ in steps]
+    lines += ["", f"`makertbin` writes `{prefix}/{prefix}.bin`. On the board:", "",
+              f"    {command_line(['hrt_model_exec', 'perf', '--model_file', f'{prefix}/{prefix}.bin'])}", "",
+              "## Variants the vendor has published for the BPU", ""]
+    for name, results in published.items():
+        for d in results:
+            doc = docs[d.provenance.doc]
+            figures = ", ".join(f for f in (f"top-1 {d.top1}" if d.top1 is not None else "",
+                                            f"{d.fps} FPS" if d.fps is not None else "") if f)
+            weights = f", {d.weights_source} weights" if d.weights_source else ""
+            lines.append(f"- {name}: {d.device or 'BPU'}, {d.precision}{', ' + figures if figures else ''}{weights} "
+                         f"({doc.title}, {doc.url}; table \"{d.provenance.table}\")")
+    if job.variant.name not in published:
+        lines += ["", f"**{job.variant.name} is not among them.** Nobody has shown it to compile for a board: "
+                  f"hb_mapper may reject it, or the .bin may not fit the board's memory "
+                  f"({job.variant.size.params / 1e6 if job.variant.size else 0:.1f}M parameters)."]
+    path = job.stage / README
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 # --- the target ------------------------------------------------------------------------------------
 
 
@@ -225,9 +269,10 @@ class BpuTarget(Target):
         checks += calibration_checks(paths, images, job.input, kit / CALIB_DIR, int(o["calib_images"]))
 
         steps = mapper_steps(job, prepared, cfg_path)
+        prefix = output_prefix(job)
+        write_readme(job, steps, prefix)
         run = run_compiler(TOOL, steps, kit, float(o["compile_timeout_s"]), checks)
         checks += run.checks
-        prefix = output_prefix(job)
         model = kit / prefix / f"{prefix}.bin"
         if run.ok:
             checks.append(Check(f"hb_mapper wrote {prefix}.bin", model.is_file(),
@@ -237,7 +282,7 @@ class BpuTarget(Target):
             "config": cfg_path.name, "march": str(o["march"]), "calibration_files": len(paths),
             "run_from": "the kit folder", "compiler_ran": run.ran, "compiler_version": run.version,
             "outputs": [p.relative_to(kit).as_posix() for p in files_under(kit / prefix)] if compiled else [],
-            "device_run": command_line(["hrt_model_exec", "perf", "--model_file", f"{prefix}.bin"]),
+            "device_run": command_line(["hrt_model_exec", "perf", "--model_file", f"{prefix}/{prefix}.bin"]),
             "calibration_method": method,
         }
         return Built(files=kit_files(kit), primary=model if compiled else cfg_path, compiled=compiled,
