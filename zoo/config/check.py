@@ -136,7 +136,7 @@ def explain(e: BaseException, overrides: Iterable[str]) -> str:
         name = Path(e.missing_cfg_file or "").name
         options = ", ".join(o for o in (e.options or []) if not o.startswith("_"))
         if group and options:
-            return f"{group}={name}: no such option; choose one of {options}"
+            return f"unknown {group} '{name}': choose one of {options}"
         return _first_line(e)
     err = _omegaconf_cause(e)
     if err is None:

@@ -67,7 +67,6 @@ def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> 
 
     from zoo.registry.loader import conf_dir, load_registry
     from zoo.registry.query import resolve_checkpoint, resolve_variant
-    from zoo.render import check_format
 
     root = conf_dir()
     _check_config_dirs(root, flags or [])
@@ -109,14 +108,10 @@ def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> 
             for s in values:
                 if isinstance(s, str) and s not in reg.sources:
                     raise UserError(f"unknown source '{s}': known sources are {', '.join(sorted(reg.sources))}")
-        elif key == "format" and isinstance(value, str):
-            check_format(value)
         elif key == "hydra/launcher" and isinstance(value, str):
             _check_launcher(value)
-        elif key in ("target", "precision", "hub") and isinstance(value, str):
-            names = sorted(p.stem for p in (root / key).glob("*.yaml"))
-            if value not in names:
-                raise UserError(f"unknown {key} '{value}': choose one of {', '.join(names)}")
+    # an unknown target / precision / hub / launcher and a bad format are the composition's to find
+    # (check_composition), for every value of a sweep too
     return out
 
 
@@ -151,8 +146,6 @@ def _check_launcher(name: str) -> None:
         module, extra = _LAUNCHER_PLUGINS[name]
         if importlib.util.find_spec(module) is None:
             raise UserError(f"hydra/launcher={name} needs its Hydra plugin: pip install 'resnext-zoo[{extra}]'")
-
-
 
 
 def check_composition(command: Optional[str], overrides: List[str], flags: Sequence[str] = ()) -> None:
