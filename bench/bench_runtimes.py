@@ -1,7 +1,9 @@
 """Benchmark: throughput of every artifact that runs on this CPU, against PyTorch eager.
 
 One run builds the artifacts with ``zoo convert ... weights=random`` (the real architecture, fresh
-weights), then times each runtime at the same thread count, at batch 1 and batch 8:
+weights), then times each with ``python -m zoo bench`` (the one measuring code path: the runtime's own
+session in a worker process, windows until three agree) at the same thread count, at batch 1 and 8,
+and PyTorch eager by the same rule (``zoo.bench.measure``):
 
   torch eager   torchvision's model, torch.no_grad(), float32
   ORT fp32/fp16/int8   ONNX Runtime CPU, the onnx target's three precisions; int8 is the target's
@@ -11,11 +13,10 @@ weights), then times each runtime at the same thread count, at batch 1 and batch
                        the CPU has it); int8 is NNCF's post-training quantization
   MindSpore     the MindIR through mindspore.load + nn.GraphCell (CPU)
 
-Throughput is images/s over timed iterations after warm-up (median of per-iteration rates). The
-peak-FLOP/s fraction uses 2 x MACs per image against (a) a measured float32 GEMM on the same threads
-and (b) the nominal peak from the processor's vector width (cores x GHz x FLOPs/cycle).
+Throughput is images/s, the mean of the three agreeing windows. The peak-FLOP/s fraction uses
+2 x MACs per image against (a) a measured float32 GEMM on the same threads and (b) the nominal peak from the processor's vector width (cores x GHz x FLOPs/cycle).
 
-Usage:  python bench/bench_runtimes.py [--model resnext50_32x4d] [--threads N] [--seconds 8]
+Usage:  python bench/bench_runtimes.py [--model resnext50_32x4d] [--threads N] [--seconds 30]
                                        [--out bench/results/runtimes.json]
 """
 from __future__ import annotations
@@ -24,15 +25,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict
 
-import numpy as np
 
 # (label, target, precision, extra overrides); each label's artifact goes to its own out_dir
 ARTIFACTS = [("onnx fp32", "onnx", "fp32", []), ("onnx fp16", "onnx", "fp16", []), ("onnx int8", "onnx", "int8", []),
@@ -57,81 +56,46 @@ def build(model: str, out: Path) -> Dict[str, Path]:
     return folders
 
 
-def measure(fn: Callable[[np.ndarray], object], batch: int, seconds: float) -> float:
-    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
-    for _ in range(3):
-        fn(x)
-    rates: List[float] = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or len(rates) < 5:
-        t = time.perf_counter()
-        fn(x)
-        rates.append(batch / (time.perf_counter() - t))
-    return statistics.median(rates)
-
-
-def runners(model: str, folders: Dict[str, Path], threads: int) -> Dict[str, Callable[[np.ndarray], object]]:
-    import onnxruntime as ort
-    import openvino as ov
-    import torch
-    import torchvision
-
-    torch.set_num_threads(threads)
-    net = torchvision.models.get_model(model, weights=None).eval()
-
-    def eager(x):
-        with torch.no_grad():
-            return net(torch.from_numpy(x))
-
-    out = {"torch eager fp32": eager}
-    for label in ("onnx fp32", "onnx fp16", "onnx int8", "onnx int8 s8s8"):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(folders[label] / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-        out[label.replace("onnx", "ORT")] = (lambda s: lambda x: s.run(None, {"input": x}))(sess)
-    from zoo.targets.openvino import inference_config
-
-    core = ov.Core()
-    for label in ("openvino fp32", "openvino fp16", "openvino int8"):
-        cfg = {"INFERENCE_NUM_THREADS": threads, **inference_config(core, label.split()[1])}
-        compiled = core.compile_model(str(folders[label] / "model.xml"), "CPU", cfg)
-        precision = getattr(compiled.get_property("INFERENCE_PRECISION_HINT"), "type_name", None) or "default"
-        out[f"OpenVINO {label.split()[1]} ({precision} compute)"] = (lambda r: lambda x: r.infer({0: x}))(
-            compiled.create_infer_request())
+def zoo_bench(model: str, folders: Dict[str, Path], threads: int, seconds: float) -> Dict[str, Dict[int, float]]:
+    """Images/s of every artifact at batch 1 and 8, measured by ``python -m zoo bench`` (the one measuring path)."""
+    out: Dict[str, Dict[int, float]] = {}
+    for label, folder in folders.items():
+        root = folder.parents[3]  # <out_dir>/<variant>/<source>/<tag>/<target>
+        proc = subprocess.run([sys.executable, "-m", "zoo", "bench", f"model={model}", f"out_dir={root}",
+                               "batches=1,8", f"threads={threads}", f"max_seconds={seconds}", "format=json",
+                               "progress=false"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"zoo bench failed for {label}:\n{proc.stderr[-2000:]}")
+        rows = json.loads(proc.stdout)["rows"]
+        out[RUNTIME_LABEL[label]] = {r["batch"]: r["img_s"] for r in rows}
     return out
 
 
-MINDSPORE = r"""
-import json, sys, time, statistics
-import numpy as np
-import mindspore as ms
-from mindspore import nn
-ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
-ms.runtime.set_cpu_affinity(False) if hasattr(ms, "runtime") and hasattr(ms.runtime, "set_cpu_affinity") else None
-cell = nn.GraphCell(ms.load(sys.argv[1]))
-res = {}
-for batch in [int(sys.argv[3])]:  # one batch size per process: a second shape fails to recompile in one
-    x = ms.Tensor(np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32))
-    for _ in range(3):
-        cell(x).asnumpy()
-    rates, start = [], time.perf_counter()
-    while time.perf_counter() - start < float(sys.argv[2]) or len(rates) < 5:
-        t = time.perf_counter(); cell(x).asnumpy(); rates.append(batch / (time.perf_counter() - t))
-    res[batch] = statistics.median(rates)
-print(json.dumps(res))
-"""
+# artifact label -> the runtime's row in the results
+RUNTIME_LABEL = {"onnx fp32": "ORT fp32", "onnx fp16": "ORT fp16", "onnx int8": "ORT int8",
+                 "onnx int8 s8s8": "ORT int8 s8s8", "openvino fp32": "OpenVINO fp32 (f32 compute)",
+                 "openvino fp16": "OpenVINO fp16", "openvino int8": "OpenVINO int8 (f32 compute)",
+                 "mindir fp32": "MindSpore MindIR fp32"}
 
 
-def mindspore_rates(folder: Path, threads: int, seconds: float) -> Dict[int, float]:
-    # MindSpore runs in its own interpreter: it must not share a process with other native runtimes.
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def torch_eager(model: str, threads: int, seconds: float) -> Dict[int, float]:
+    """The baseline, measured by the same rule as zoo bench (zoo.bench.measure)."""
+    import torch
+    import torchvision
+
+    from zoo.bench.measure import measure
+
+    torch.set_num_threads(threads)
+    net = torchvision.models.get_model(model, weights=None).eval()
     rates = {}
     for batch in (1, 8):
-        proc = subprocess.run([sys.executable, "-c", MINDSPORE, str(folder / "model.mindir"), str(seconds), str(batch)],
-                              capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise SystemExit(f"MindSpore benchmark failed:\n{proc.stderr[-2000:]}")
-        rates.update({int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()})
+        x = torch.randn(batch, 3, 224, 224)
+
+        def call():
+            with torch.no_grad():
+                net(x)
+
+        rates[batch] = measure(call, batch, window_s=1.0, stability_pct=5, max_seconds=seconds).throughput
     return rates
 
 
@@ -168,7 +132,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="resnext50_32x4d")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--seconds", type=float, default=8.0, help="timed seconds per runtime and batch")
+    ap.add_argument("--seconds", type=float, default=30.0, help="at most this many timed seconds per runtime and batch")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "runtimes.json")
     args = ap.parse_args()
 
@@ -178,13 +142,10 @@ def main() -> None:
     macs = arch_stats(load_registry().variants[args.model].arch, 224).macs
     with tempfile.TemporaryDirectory() as tmp:
         folders = build(args.model, Path(tmp))
-        results: Dict[str, Dict[int, float]] = {}
-        for label, fn in runners(args.model, folders, args.threads).items():
-            results[label] = {b: measure(fn, b, args.seconds) for b in (1, 8)}
-            print(f"{label:<34} bs1 {results[label][1]:7.2f} img/s   bs8 {results[label][8]:7.2f} img/s", flush=True)
-        results["MindSpore MindIR fp32"] = mindspore_rates(folders["mindir fp32"], args.threads, args.seconds)
-        print(f"{'MindSpore MindIR fp32':<34} bs1 {results['MindSpore MindIR fp32'][1]:7.2f} img/s   "
-              f"bs8 {results['MindSpore MindIR fp32'][8]:7.2f} img/s")
+        results: Dict[str, Dict[int, float]] = {"torch eager fp32": torch_eager(args.model, args.threads, args.seconds)}
+        results.update(zoo_bench(args.model, folders, args.threads, args.seconds))
+    for label, r in results.items():
+        print(f"{label:<34} bs1 {r[1]:7.2f} img/s   bs8 {r[8]:7.2f} img/s", flush=True)
     gemm = gemm_gflops(args.threads)
     nominal = nominal_gflops(args.threads)
     eager = results["torch eager fp32"]

@@ -21,7 +21,7 @@ VARIANT, SOURCE, TAG = "resnext50_32x4d", "torchvision", "IMAGENET1K_V1"
 OTHER = "resnext101_32x8d"  # a second variant, made from the first's manifest
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SVG = "{http://www.w3.org/2000/svg}"
-PLOTS = ("plot-accuracy", "plot-size", "plot-parity")
+PLOTS = ("plot-accuracy", "plot-size", "plot-parity", "plot-speed")
 
 
 def _write_manifest(out: Path, m: dict) -> None:
@@ -33,6 +33,18 @@ def _write_manifest(out: Path, m: dict) -> None:
     write_json(folder / "manifest.json", m)
 
 
+def here() -> str:
+    from zoo.bench.machine import describe
+
+    return describe()["id"]
+
+
+def _bench(machine: str, points: List[Tuple[int, float, float]]) -> dict:
+    return {"machine": {"id": machine}, "threads": 2, "runtime": "onnxruntime", "points": [
+        {"batch": b, "throughput": t, "latency_ms": {"p50": p50, "p90": p50, "p99": p50}, "stable": True}
+        for b, t, p50 in points]}
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     """Two real artifacts, and three manifests derived from them (results reads nothing else)."""
@@ -42,6 +54,10 @@ def tree(tmp_path_factory) -> Path:
                     f"out_dir={out}", "progress=false", env={"ZOO_CACHE": str(out.parent / "cache")})
         assert r.returncode == 0, r.stderr
     onnx, ov = manifest_of(out, VARIANT, SOURCE, TAG, "onnx"), manifest_of(out, VARIANT, SOURCE, TAG, "openvino")
+    # zoo bench figures, hand-made: two points measured here, and two from another machine (not drawn)
+    onnx["bench"] = {here(): _bench(here(), [(1, 30.0, 33.0), (8, 40.0, 200.0)]),
+                     "0therm4chine": _bench("0therm4chine", [(1, 90.0, 11.0), (8, 99.0, 80.0)])}
+    _write_manifest(out, onnx)
 
     failed = copy.deepcopy(ov)
     failed.update(precision="fp16", status="failed")
@@ -50,6 +66,7 @@ def tree(tmp_path_factory) -> Path:
 
     kit = copy.deepcopy(onnx)
     kit.update(target="vacc", precision="int8")
+    del kit["bench"]  # a kit has no engine to time
     kit["artifact"].update(compiled=False, compiler="vamc not installed", commands=["vamc compile build.yaml"])
     _write_manifest(out, kit)
 
@@ -57,6 +74,7 @@ def tree(tmp_path_factory) -> Path:
     # sorting the text would order these differently from sorting the numbers.
     other = copy.deepcopy(onnx)
     other["variant"] = OTHER
+    other["bench"] = {here(): _bench(here(), [(1, 12.0, 80.0)])}
     for f in other["artifact"]["files"]:
         f["size"] = int(f["size"] * 1.25)
     _write_manifest(out, other)
@@ -159,10 +177,10 @@ def test_counts_and_grid_reasons(report):
     assert re.findall(r'<tr data-variant="([^"]+)"', html) == list(load_registry().variants)
 
 
-def test_three_plots_draw_every_point(report):
+def test_the_plots_draw_every_point(report):
     _, html, rows = report
     svgs = {fid: _svg(html, fid) for fid in PLOTS}
-    assert html.count("<svg") == 3
+    assert html.count("<svg") == 4
     drawable = _drawable_checkpoints()
     assert _points(svgs["plot-accuracy"]) == len(drawable) > 10
     labels = {t.text for t in svgs["plot-accuracy"].iter(f"{SVG}text")}
@@ -172,7 +190,18 @@ def test_three_plots_draw_every_point(report):
     assert _points(svgs["plot-size"]) == 2 * len(rows)  # a dot per artifact in each panel
     measured = sum(r[k] is not None for r in rows for k in ("source_max_abs", "target_max_abs"))
     assert _points(svgs["plot-parity"]) == measured > len(rows)
+    # throughput against latency: this machine's three points (the other machine's are not drawn), a panel
+    # per measured variant, each with its front
+    assert _points(svgs["plot-speed"]) == 3
+    speed = {t.text for t in svgs["plot-speed"].iter(f"{SVG}text")}
+    assert {"bs1", "bs8", "Pareto front"} <= speed and any(OTHER in t for t in speed if t)
     assert "no data" not in html
+
+
+def test_vendor_speed_is_a_table_of_its_own(report):
+    _, html, _ = report
+    table = _element(html, '<h3 id="vendor-speed">', "</table>")
+    assert "not comparable" in table and "417.01" in table and "189.61" in table  # ixRT fp16 bs32, RDK X5 BPU
 
 
 def test_nothing_is_fetched(report):
@@ -210,9 +239,9 @@ def test_empty_out_dir_and_empty_selection_say_no_data(tmp_path):
     html = (out / "report.html").read_text()
     assert re.search(r'id="n-artifacts">0<', html)
     assert "no data" not in _element(html, '<figure id="plot-accuracy">', "</figure>")
-    for fid in ("plot-size", "plot-parity"):
+    for fid in ("plot-size", "plot-parity", "plot-speed"):
         assert "no data:" in _element(html, f'<figure id="{fid}">', "</figure>")
-    assert html.count("<svg") == 3
+    assert html.count("<svg") == 4
 
     r = run_zoo("report", f"out_dir={out}", "filter=nothing_matches*", f"report_file={tmp_path / 'none.html'}")
     assert r.returncode == 0, r.stderr
@@ -326,7 +355,8 @@ def test_browser_table_sorts_numerically(page):
 def test_browser_plots_have_size_and_drawn_marks(page):
     d, rows = page
     expected = {"plot-accuracy": len(_drawable_checkpoints()), "plot-size": 2 * len(rows),
-                "plot-parity": sum(r[k] is not None for r in rows for k in ("source_max_abs", "target_max_abs"))}
+                "plot-parity": sum(r[k] is not None for r in rows for k in ("source_max_abs", "target_max_abs")),
+                "plot-speed": 3}
     for fid in PLOTS:
         box = d.execute_script("""
             var svg = document.querySelector("#" + arguments[0] + " svg"), r = svg.getBoundingClientRect();

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from zoo.bench.summary import columns as speed_here
 from zoo.errors import UserError
 from zoo.store import MANIFEST
 
@@ -33,7 +34,7 @@ IDENTITY = ("variant", "source", "tag", "target", "precision")
 TABLE_COLUMNS = [
     "variant", "source", "tag", "target", "precision", "status", "reason", "params", "params_published",
     "gmacs", "gmacs_published", "source_cosine", "source_max_abs", "target_cosine", "target_max_abs",
-    "top1", "top5", "top1_published", "size_mib", "time_s", "stages", "calibration",
+    "top1", "top5", "top1_published", "img_s", "bench_batch", "p50_ms", "size_mib", "time_s", "stages", "calibration",
 ]
 
 PublishedTop1 = Mapping[Tuple[str, str, str], Tuple[float, str]]
@@ -180,6 +181,7 @@ def manifest_row(m: Dict[str, Any], folder: Path, published_top1: PublishedTop1)
         "images": acc.get("n_evaluated"),
         "top1_published": top1_pub,
         "top1_published_doc": top1_doc,
+        **speed_here(m),  # zoo bench on this machine
         "size_bytes": size,
         "size_mib": round(size / 2**20, 1),
         "time_s": round(sum(timings.values()), 1),
@@ -312,6 +314,8 @@ def display_row(row: Dict[str, Any]) -> Dict[str, Any]:
         fmt(key, ".2e")
     for key in ("top1", "top5"):
         fmt(key, ".3f")
+    for key in ("img_s", "p50_ms"):
+        fmt(key, ".1f")
     if out.get("gmacs_published") is not None and out.get("gmacs_published_convention"):
         out["gmacs_published"] = f"{out['gmacs_published']:g} {out['gmacs_published_convention']}"
     if out.get("target_cosine") is None and out.get("target_parity"):

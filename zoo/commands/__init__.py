@@ -18,6 +18,7 @@ _ENTRY_POINTS = {
     "results": "zoo.commands.results:run_results",
     "gc": "zoo.commands.gc:run_gc",
     "report": "zoo.commands.report:run_report",
+    "bench": "zoo.commands.bench:run_bench",
 }
 
 

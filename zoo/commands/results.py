@@ -18,13 +18,10 @@ from zoo.results import (
 )
 
 
-
-
-
 def _exact(row: Dict[str, Any]) -> Dict[str, Any]:
     """CSV: floats written in full (the renderer's short form would turn 0.9999998 into 1); the calibration
     record as its one line (JSON carries the record itself)."""
-    out = {k: repr(v) if isinstance(v, float) else v for k, v in row.items() if k != "timings_s"}
+    out = {k: repr(v) if isinstance(v, float) else v for k, v in row.items() if k not in ("timings_s", "bench_points")}
     out["calibration"] = calibration_line(row)
     return out
 

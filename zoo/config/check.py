@@ -142,6 +142,13 @@ def explain(e: BaseException, overrides: Iterable[str]) -> str:
     if err is None:
         return _first_line(e)
     key = getattr(err, "full_key", None) or ""
+    object_type = getattr(err, "object_type", None)
+    if re.search(r"\[\d+\]$", key):  # an item of a list (batches[0]): name the list as it was given
+        key = re.sub(r"\[\d+\]$", "", key)
+        if "." not in key:
+            from zoo.config.schema import ZooConfig
+
+            object_type = ZooConfig
     given = _given(overrides, key)
     shown = f"{key}={given}" if given is not None else f"'{key}'"
     text = _first_line(err)
@@ -151,7 +158,7 @@ def explain(e: BaseException, overrides: Iterable[str]) -> str:
         return f"{shown}: {text}; an interpolation must name a key of the config or a set environment variable"
     for pattern, expected in _EXPECTED:
         if pattern.search(text):
-            hint = _help(getattr(err, "object_type", None), key)
+            hint = _help(object_type, key)
             return f"{shown}: expected {expected}" + (f"; {hint}" if hint else "")
     return f"{shown}: {text}"
 

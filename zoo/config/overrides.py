@@ -108,6 +108,10 @@ def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> 
             for s in values:
                 if isinstance(s, str) and s not in reg.sources:
                     raise UserError(f"unknown source '{s}': known sources are {', '.join(sorted(reg.sources))}")
+        elif key == "batches" and isinstance(value, (ChoiceSweep, int, float, str)):
+            # bench times every batch of the list in one job: batches=1,8,32 is that list, not a sweep
+            items = value.list if isinstance(value, ChoiceSweep) else [value]
+            out[out.index(word)] = f"{word.split('=', 1)[0]}=[{','.join(str(x) for x in items)}]"
         elif key == "hydra/launcher" and isinstance(value, str):
             _check_launcher(value)
     # an unknown target / precision / hub / launcher and a bad format are the composition's to find

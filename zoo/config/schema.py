@@ -8,7 +8,7 @@ line such as ``seed=abc`` or ``force=maybe`` then fails before any work, in one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
@@ -61,6 +61,14 @@ class ZooConfig:
     apply: bool = False
     stale_hours: float = _key(2.0, "expected a number of hours, 0 or more")
     report_file: Optional[str] = None
+    # bench
+    batches: List[int] = field(default_factory=lambda: [1, 8, 32],
+                               metadata={"help": "give batch sizes of 1 or more (batches=1,8,32)"})
+    threads: Optional[int] = _key(None, "give a number of threads, 1 or more (null: every core here)")
+    stability: float = _key(5.0, "give the percent three windows may differ by (> 0, e.g. stability=5)")
+    window: float = _key(1.0, "give the seconds of one measuring window (> 0)")
+    max_seconds: float = _key(30.0, "give the seconds one batch size may be measured for at most (> 0)")
+    pick: Optional[str] = None
     # config groups: the registry's own schema checks model and source (zoo.registry.schema); the
     # target and hub options have theirs (zoo.targets.options, zoo.config.hub)
     model: Any = None
@@ -81,7 +89,17 @@ class ZooConfig:
             raise UserError("out_dir=: give a folder (default: artifacts)")
         for key in ("download_timeout", "memory_budget_gb"):
             bounds.above(key, getattr(self, key), _help(key))
-        for key, minimum in (("max_drop", 0), ("max_float_layers", 1), ("limit", 1), ("tolerance", 0), ("n", 1),
+        for key in ("stability", "window", "max_seconds"):
+            bounds.above(key, getattr(self, key), _help(key))
+        if not self.batches:
+            raise UserError(f"batches=[]: {_help('batches')}")
+        for b in self.batches:
+            bounds.at_least("batches", b, 1, _help("batches"))
+        if self.pick is not None:
+            from zoo.bench.pick import parse
+
+            parse(self.pick)
+        for key, minimum in (("threads", 1), ("max_drop", 0), ("max_float_layers", 1), ("limit", 1), ("tolerance", 0), ("n", 1),
                              ("eval_batch", 1), ("workers", 0), ("stale_hours", 0)):
             bounds.at_least(key, getattr(self, key), minimum, _help(key))
 

@@ -307,6 +307,38 @@ def _published_section(reg: Registry, weights: Weights) -> List[str]:
     return lines
 
 
+def _speed_section(manifest: Dict[str, Any], variant: Variant) -> List[str]:
+    """What ``zoo bench`` measured, on each machine that measured this artifact, and the vendors' own figures
+    beside them (other hardware: shown, never compared)."""
+    from zoo.bench.published import HARDWARE_NOTE, vendor_figures
+
+    lines: List[str] = []
+    entries = sorted((manifest.get("bench") or {}).values(), key=lambda e: e.get("measured_at", ""))
+    if entries:
+        lines += ["Measured with `python -m zoo bench` (the runtime's own session, random input, windows until "
+                  "three agree within the stability margin):", "",
+                  "| machine | threads | runtime | batch | images/s | p50 ms | p90 ms | p99 ms | stable |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+        for e in entries:
+            m = e["machine"]
+            where = f"{m['cpu']}, {m['logical_cores']} cores ({', '.join(m.get('isa') or []) or 'no listed ISA'})"
+            for p in e["points"]:
+                lat = p["latency_ms"]
+                lines.append(f"| {where} | {e['threads']} | {e['runtime']} | {p['batch']} | {p['throughput']:.1f} "
+                             f"| {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {'yes' if p['stable'] else 'no'} |")
+    else:
+        lines.append("Not measured yet (`python -m zoo bench model=... target=...` records it).")
+    vendor = vendor_figures(variant.name)
+    if vendor:
+        lines += ["", f"Vendors' published figures for {variant.name}, {HARDWARE_NOTE}:", "",
+                  "| target | device | precision | batch | FPS | latency ms | published in |", "|---|---|---|---:|---:|---:|---|"]
+        for f in vendor:
+            lines.append(f"| {f['target']} | {f['device'] or ''} | {f['precision']} | {f['batch'] or ''} | "
+                         f"{'' if f['fps'] is None else f['fps']} | {'' if f['latency_ms'] is None else f['latency_ms']} "
+                         f"| {f['published_in']} |")
+    return lines
+
+
 def _preprocess_code(spec: InputSpec) -> List[str]:
     resample = "BICUBIC" if spec.interpolation.value == "bicubic" else "BILINEAR"
     short, size = spec.resize_short(), spec.size
@@ -396,6 +428,7 @@ def model_card(manifest: Dict[str, Any], reg: Registry, variant: Variant, weight
         "", "## Conversion", "", *_conversion_section(manifest, spec, cfg),
         "", "## Validation", "", *_validation_section(manifest),
         "", "## Published results for this checkpoint", "", *_published_section(reg, weights),
+        "", "## Speed", "", *_speed_section(manifest, variant),
         "", "## Preprocessing", "", *[f"{i}. {s}" for i, s in enumerate(cfg["preprocessing"]["steps"], 1)],
         "", f"mean {list(spec.mean)}, std {list(spec.std)}; `config.json` holds the same values and the "
             f"{len(cfg['id2label'])} labels.",

@@ -140,6 +140,25 @@ def _header(rep: Report) -> str:
     )
 
 
+def vendor_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The vendors' published speed for the variants built here: another machine's figures, never a ratio."""
+    from zoo.bench.published import HARDWARE_NOTE, vendor_figures
+
+    out = []
+    for variant in sorted({r["variant"] for r in rows}):
+        for f in vendor_figures(variant):
+            out.append("<tr>" + "".join(f"<td>{escape('' if f[k] is None else str(f[k]))}</td>" for k in _VENDOR) + "</tr>")
+            out[-1] = out[-1].replace("<tr>", f"<tr><td>{escape(variant)}</td>", 1)
+    if not out:
+        return ""
+    head = "".join(f"<th>{escape(k)}</th>" for k in ("variant", *_VENDOR))
+    return (f'<h3 id="vendor-speed">Vendors\' published speed</h3><p>{escape(HARDWARE_NOTE)}.</p>'
+            f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(out)}</tbody></table>')
+
+
+_VENDOR = ("target", "device", "sdk", "precision", "batch", "fps", "latency_ms", "fps_note", "published_in")
+
+
 def _figure(fid: str, svg: str, caption: str) -> str:
     return f'<figure id="{fid}">{svg}<figcaption>{escape(caption)}</figcaption></figure>'
 
@@ -160,6 +179,10 @@ def page(rep: Report) -> str:
                 "Bars: median per target; dots: each artifact. Time is the sum of every stage of the build."),
         _figure("plot-parity", plots.parity(rep.rows, cols),
                 "Worst max-abs difference over the gated parity sets of each artifact."),
+        _figure("plot-speed", plots.speed(rep.rows),
+                "zoo bench on the machine that wrote this page: a point per artifact and batch size. The dashed "
+                "line is the Pareto front: no other point has a lower median latency and at least as much "
+                "throughput. The vendors' published figures are in the table below, from other hardware."),
     ]
     legend = " ".join(f'<span class="key {s}">{t}</span>' for s, t in (
         (grid.PASSED, "passed"), (grid.FAILED, "failed: the checks named"),
@@ -172,6 +195,6 @@ def page(rep: Report) -> str:
         f'<h2>Capability grid</h2><p>{legend}</p><div class="scroll">{grid.grid_html(rep.variants, cols, rep.rows)}</div>'
         f"<h2>Results</h2><p>One row per artifact; click a column header to sort.</p>"
         f'<div class="scroll">{results_table(rep.rows)}</div>'
-        f"<h2>Plots</h2>{''.join(figures)}"
+        f"<h2>Plots</h2>{''.join(figures)}{vendor_table(rep.rows)}"
         f"<script>{_SCRIPT}</script></body></html>\n"
     )

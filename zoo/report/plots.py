@@ -186,3 +186,37 @@ def parity(rows: Sequence[Mapping[str, Any]], order: Sequence[Column]) -> str:
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return to_svg(fig, "parity")
+
+
+def speed(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Throughput against median latency on this machine (``zoo bench``), one panel per variant, a point per
+    artifact and batch, with the Pareto front: no other point is faster per call and at least as high in
+    throughput."""
+    _require()
+    title = "Throughput against latency, measured on this machine"
+    measured = [r for r in rows if r.get("bench_points")]
+    if not measured:
+        return no_data(title, "no artifact here was measured on this machine (python -m zoo bench model=...)", "speed")
+    variants = sorted({r["variant"] for r in measured})
+    fig = Figure(figsize=(10, 4.5 * len(variants)))
+    for k, variant in enumerate(variants):
+        ax = fig.add_subplot(len(variants), 1, k + 1)
+        pts = [(r, p) for r in measured if r["variant"] == variant for p in r["bench_points"]]
+        labels = sorted({f"{r['target']} {r['precision']} ({r['source']})" for r, _ in pts})
+        for i, label in enumerate(labels):
+            mine = [(r, p) for r, p in pts if f"{r['target']} {r['precision']} ({r['source']})" == label]
+            ax.scatter([p["p50_ms"] for _, p in mine], [p["img_s"] for _, p in mine], s=30, label=label,
+                       marker=_MARKERS[i % len(_MARKERS)], color=f"C{i % 10}", zorder=3)
+            for _, p in mine:
+                ax.annotate(f"bs{p['batch']}", (p["p50_ms"], p["img_s"]), xytext=(4, 3), textcoords="offset points",
+                            fontsize=6, color=f"C{i % 10}")
+        front = [pts[i] for i in pareto_front([(p["p50_ms"], p["img_s"]) for _, p in pts])]
+        ax.plot([p["p50_ms"] for _, p in front], [p["img_s"] for _, p in front], drawstyle="steps-post",
+                color="#444444", linestyle="--", linewidth=1, label="Pareto front", zorder=2)
+        ax.set_xscale("log")
+        ax.set_xlabel("median latency of one call, ms (log)")
+        ax.set_ylabel("images / s")
+        ax.set_title(f"{title}: {variant}", fontsize=11)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return to_svg(fig, "speed")

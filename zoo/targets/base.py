@@ -46,6 +46,17 @@ class TargetJob:
 
 
 @dataclass
+class NativeSession:
+    """A runtime's own session over a built artifact, for timing: ``call`` is the runtime's call on one
+    prepared batch, with no conversion or copying around it (``zoo bench``)."""
+
+    call: Callable[[np.ndarray], Any]
+    input_dtype: str  # the numpy dtype the artifact's input takes
+    runtime: str  # "onnxruntime 1.32.0"
+    prepare: Callable[[np.ndarray], Any] = lambda x: x  # the input in the runtime's own type, made once, untimed
+
+
+@dataclass
 class Check:
     """One validation of a build kit or artifact (a config parses, a file has the right size ...)."""
 
@@ -103,6 +114,12 @@ class Target(ABC):
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         """A runner for the artifact where a runtime exists here; None where none does."""
+        return None
+
+    def native_session(self, primary: Path, precision: str, threads: int, batch: int) -> Optional[NativeSession]:
+        """The runtime's own session over the artifact whose main file is ``primary``, on ``threads``
+        threads, for inputs of ``batch`` images, as a deployment at that batch would set it up; for
+        ``zoo bench``, which calls it in a process of its own. None where no runtime runs here."""
         return None
 
     def restore_accuracy(self, job: TargetJob, built: Built, labelled: Any, max_drop_pp: float,

@@ -25,7 +25,7 @@ import numpy as np
 import zoo
 from zoo.errors import UserError
 from zoo.registry.schema import Arch
-from zoo.targets.base import Built, Check, Runner, Target, TargetJob
+from zoo.targets.base import Built, Check, NativeSession, Runner, Target, TargetJob
 from zoo.targets.mindir_worker import PATH_KEYS  # the worker module imports MindSpore only inside its commands
 
 WORKER = "zoo.targets.mindir_worker"
@@ -196,6 +196,18 @@ class MindirTarget(Target):
                      checks=[Check("kit weights", weights.stat().st_size == Path(job.state_path).stat().st_size,
                                    f"{KIT_WEIGHTS}, {weights.stat().st_size} bytes")],
                      info={"batch": batch_label(job.options), "softmax": outputs_probs(job)})
+
+    def native_session(self, primary: Path, precision: str, threads: int, batch: int) -> Optional[NativeSession]:
+        # Only in a process of its own (zoo bench's worker, which sets OMP_NUM_THREADS to ``threads``):
+        # MindSpore must not share a process with Paddle or another runtime's oneDNN.
+        from mindspore import nn
+
+        from zoo.targets.mindir_worker import setup_cpu
+
+        ms = setup_cpu()
+        graph = nn.GraphCell(ms.load(str(primary)))
+        return NativeSession(call=lambda t: graph(t).asnumpy(), input_dtype="float32",
+                             runtime=f"mindspore {ms.__version__}", prepare=ms.Tensor)
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         if not built.compiled:

@@ -24,7 +24,7 @@ def _write(path: str, report: Dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(report, indent=1))
 
 
-def _setup() -> Any:
+def setup_cpu() -> Any:
     import mindspore as ms
 
     ms.set_device("CPU")
@@ -58,7 +58,7 @@ def written_files(out: Path) -> tuple[str, List[str]]:
 
 def export(req: Dict[str, Any]) -> int:
     """Build the net, map the canonical weights onto it, export MindIR, report what was written."""
-    ms = _setup()
+    ms = setup_cpu()
     from zoo.targets.mindspore_net import ResNeXt, canonical_name, load_state, state_mismatch
 
     if req.get("mindcv"):  # a MindCV source: MindCV's own network, not one rebuilt from the spec
@@ -96,7 +96,7 @@ def export(req: Dict[str, Any]) -> int:
 
 def run(req: Dict[str, Any]) -> int:
     """Load the MindIR into a GraphCell and run the batch (in chunks of a static batch, padded)."""
-    ms = _setup()
+    ms = setup_cpu()
     from mindspore import nn
 
     from zoo.targets.base import run_static
@@ -111,7 +111,7 @@ def run(req: Dict[str, Any]) -> int:
 
 def shapes(req: Dict[str, Any]) -> int:
     """The canonical keys and shapes each named arch's network expects (to check widths against a source)."""
-    _setup()
+    setup_cpu()
     from zoo.targets.mindspore_net import ResNeXt, expected_shapes
 
     found = {name: {k: list(v) for k, v in expected_shapes(ResNeXt(arch)).items()}

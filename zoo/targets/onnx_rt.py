@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name, save
 from zoo.errors import UserError
-from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
+from zoo.targets.base import Built, Check, NativeSession, Runner, Target, TargetJob, run_static
 from zoo.targets.kit import copy_onnx
 from zoo.targets.quantize import METHODS, TYPES, calibration_reader, count_qdq, quantize_qdq
 
@@ -123,6 +123,19 @@ class OnnxTarget(Target):
         onnx.checker.check_model(str(built.primary))
         return Built(files=built.files, primary=built.primary, compiled=True, compiler=built.compiler,
                      checks=checks, info=info)
+
+    def native_session(self, primary: Path, precision: str, threads: int, batch: int) -> Optional[NativeSession]:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1  # one request at a time: the sequential executor uses intra-op threads only
+        sess = ort.InferenceSession(str(primary), opts, providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        dtype = {"tensor(float16)": "float16"}.get(inp.type, "float32")
+        name = inp.name
+        return NativeSession(call=lambda x: sess.run(None, {name: x}), input_dtype=dtype,
+                             runtime=f"onnxruntime {ort.__version__}")
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         return ort_runner(built.primary, None if job.spec.dynamic_batch else job.spec.batch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
+from zoo.targets.base import Built, Check, NativeSession, Runner, Target, TargetJob, run_static
 
 
 def inference_config(core, precision: str) -> dict:
@@ -89,6 +89,21 @@ class OpenVinoTarget(Target):
         info.update(input_shape=str(shape), compress_to_fp16=job.precision == "fp16")
         return Built(files=[xml, bin_], primary=xml, compiled=True, compiler=f"openvino {ov.__version__}",
                      checks=checks, info=info)
+
+    def native_session(self, primary: Path, precision: str, threads: int, batch: int) -> Optional[NativeSession]:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(primary))
+        shape = model.input(0).get_partial_shape()
+        if shape.rank.is_static and shape[0].is_dynamic:  # a deployment at one batch compiles for that shape:
+            model.reshape({0: [batch, *[d.get_length() for d in list(shape)[1:]]]})  # 5-8% faster than dynamic
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, **inference_config(core, precision)}
+        compiled = core.compile_model(model, "CPU", config)
+        request = compiled.create_infer_request()
+        dtype = compiled.input(0).get_element_type().to_dtype().name
+        return NativeSession(call=lambda x: request.infer({0: x}, share_inputs=True), input_dtype=dtype,
+                             runtime=f"openvino {ov.__version__}")
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
         import numpy as np
