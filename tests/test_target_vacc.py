@@ -165,7 +165,39 @@ def test_probs_source_and_bicubic_crop_pct_input(tmp_path, canonical, no_vamc):
     assert cfg["dataset"]["process_ops"][1] == {"type": "Resize", "size": [235, 235]}
     assert cfg["dataset"]["sampler"]["get_data_num"] == 3
     op = json.loads((job.stage / "torchvision-resnext50_32x4d-vdsp_params.json").read_text())["OpConfig"]
-    assert (op["ResizeWidth"], op["CropX"], op["ResizeType"]) == (235, 5, "BICUBIC")
+    # vdsp has no plain BICUBIC, and vamc's calibration Resize is bilinear: the device resizes as calibration did
+    assert (op["ResizeWidth"], op["CropX"], op["ResizeType"]) == (235, 5, "BILINEAR_CV")
+    assert "bicubic" in built.info["resize_note"] and "BILINEAR_CV" in built.info["resize_note"]
+
+
+# The vendor's own files for ResNeXt (VastModelZOO at 43aff36, cv/classification/resnext/build_in/):
+# vdsp_params/timm-resnext50_32x4d-vdsp_params.json and torchvision-resnext50_32x4d-vdsp_params.json
+# (identical), and build/torchvision_resnext.yaml's process_ops, transcribed.
+VENDOR_VDSP = {
+    "IimageFormat": "RGB_PLANAR", "IimageWidth": 256, "IimageHeight": 256, "OimageWidth": 224, "OimageHeight": 224,
+    "CropX": 16, "CropY": 16, "ResizeWidth": 256, "ResizeHeight": 256, "IimageWidthPitch": 256, "IimageHeightPitch": 256,
+    "Mean": [0.485107421875, 0.4560546875, 0.406005859375], "Std": [0.22900390625, 0.2239990234375, 0.2249755859375],
+    "NormaType": "DIV255_MINUSMEAN_DIVSTD", "ColorCvtCode": "NO_CHANGE", "ResizeType": "BILINEAR_CV",
+}
+VENDOR_PROCESS_OPS = [{"type": "DecodeImage"}, {"type": "Resize", "size": [256, 256]},
+                      {"type": "CenterCrop", "crop_size": [224, 224]},
+                      {"type": "Normalize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                      {"type": "ToTensor"}]
+
+
+@pytest.mark.parametrize("source", ["torchvision", "timm"])
+def test_vdsp_params_and_calibration_ops_are_the_vendors_for_resnext50(source):
+    from zoo.registry.loader import load_registry
+    from zoo.registry.query import effective_input, resolve_variant, select_weights
+    from zoo.targets.vacc import process_ops, vdsp_params
+
+    reg = load_registry()
+    v = resolve_variant(reg, "resnext50_32x4d")
+    w = select_weights(reg, v, source, "tv_in1k" if source == "timm" else None)  # timm's copy of torchvision's
+    ops = vdsp_params(effective_input(v, w))
+    assert ops["OpType"] == "FUSION_OP_RGB_RESIZE_CVTCOLOR_CROP_NORM_TENSOR"
+    assert ops["OpConfig"] == VENDOR_VDSP
+    assert process_ops(effective_input(v, w)) == VENDOR_PROCESS_OPS
 
 
 def test_legacy_schema(tmp_path, canonical, no_vamc):
