@@ -156,7 +156,10 @@ def test_config_has_the_vendor_keys_and_the_job_values(fp16, int8):
         values = _source_config(path, job.stage)
         assert values == {
             "IMGSIZE": "224", "MODEL_NAME": VARIANT, "ORIGINE_MODEL": f"{VARIANT}_sim.onnx",
-            "QUANT_OBSERVER": "hist_percentile", "QUANT_BATCHSIZE": "1", "QUANT_STEP": "32", "QUANT_SEED": "42",
+            # how the kit's QDQ model was calibrated, in the vendor quantiser's words (quant.py maps
+            # --observer entropy to ONNX Runtime's Entropy): CALIB images in whole batches of BATCH
+            "QUANT_OBSERVER": "entropy", "QUANT_BATCHSIZE": str(BATCH), "QUANT_STEP": str(CALIB // BATCH),
+            "QUANT_SEED": "42",
             "DISABLE_QUANT_LIST": "",
             "QUANT_EXIST_ONNX": f"{job.stage}/{VARIANT}_int8_qdq.onnx" if job.precision == "int8" else "",
         }
@@ -229,8 +232,8 @@ def test_int8_kit_is_a_calibrated_qdq_model_close_to_fp32(int8):
 def test_check_options_rejects_bad_values_in_one_line():
     t = IxrtTarget()
     t.check_options(_options(), "int8")
-    cases = [(_options(observer="kl"), "int8", "hist_percentile|percentile|minmax|entropy|ema"),
-             (_options(method="Histogram"), "int8", "MinMax"),
+    cases = [(_options(method="Histogram"), "int8", "MinMax|Entropy|Percentile"),
+             (_options(calib_images=BATCH - 1), "int8", f"calib_images={BATCH - 1}|whole batches|at least {BATCH}"),
              (_options(), "fp32", "fp16 or int8")]
     for options, precision, hint in cases:
         with pytest.raises(UserError) as e:
@@ -427,12 +430,19 @@ class Builder:
 '''
 
 
-@pytest.fixture()
-def fake_sdk(tmp_path, monkeypatch):
-    """A FAKE tensorrt package on sys.path and PYTHONPATH; returns a reader of its call log."""
-    root = tmp_path / "fake_sdk"
+def _fake_package(root: Path, with_ixrt: bool) -> Path:
     (root / "tensorrt").mkdir(parents=True)
     (root / "tensorrt" / "__init__.py").write_text(textwrap.dedent(FAKE_TENSORRT))
+    if with_ixrt:  # the ixRT SDK installs an ixrt module beside its tensorrt one; NVIDIA's TensorRT does not
+        (root / "ixrt").mkdir()
+        (root / "ixrt" / "__init__.py").write_text('"""FAKE ixrt: the test stand-in for the ixRT SDK\'s own module."""\n')
+    return root
+
+
+@pytest.fixture()
+def fake_sdk(tmp_path, monkeypatch):
+    """A FAKE ixRT SDK (tensorrt and ixrt packages) on PYTHONPATH; returns a reader of its call log."""
+    root = _fake_package(tmp_path / "fake_sdk", with_ixrt=True)
     log = tmp_path / "fake_trt.log"
     monkeypatch.setenv("FAKE_TRT_LOG", str(log))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
@@ -485,16 +495,16 @@ def _kit_script(kit: Path, *args: str, **env: str) -> subprocess.CompletedProces
                           env={**os.environ, **env}, timeout=120)
 
 
-def test_kit_script_builds_the_int8_engine_with_tensorrt_10(int8, fake_sdk, tmp_path):
+def test_kit_script_builds_the_int8_engine_with_ixrt(int8, fake_sdk, tmp_path):
     _, job, built = int8
     kit = tmp_path / "kit"
     shutil.copytree(job.stage, kit)
     engine = f"{VARIANT}_int8_bs{BATCH}.engine"
     args = built.commands[0].split()[2:]  # the kit's own command, after "python3 build_engine.py"
-    proc = _kit_script(kit, *args, FAKE_TRT_VERSION="10.3.0")
+    proc = _kit_script(kit, *args)
     assert proc.returncode == 0, proc.stderr
     calls = fake_sdk()
-    assert calls[0] == {"event": "create_network", "flags": 0}  # explicit batch is the only mode in 10
+    assert calls[0] == {"event": "create_network", "flags": 1}  # ixRT's TensorRT 8 API: 1 << EXPLICIT_BATCH
     assert calls[1]["path"] == str((kit / f"{VARIANT}_int8_qdq.onnx").resolve())
     assert calls[-1]["flags"] == ["INT8", "FP16"]
     assert (kit / engine).read_bytes() == b'FAKE-ENGINE ["INT8", "FP16"]'
@@ -513,7 +523,12 @@ def test_kit_script_fails_loudly(fp16, fake_sdk, tmp_path):
     assert not list(kit.glob("*.engine"))
     if not any(importlib.util.find_spec(n) for n in ("tensorrt", "ixrt")):  # a machine without the SDK
         missing = _kit_script(kit, *args, PYTHONPATH="")
-        assert missing.returncode != 0 and "neither 'tensorrt' nor 'ixrt'" in missing.stderr
+        assert missing.returncode != 0 and "the ixRT SDK is not installed" in missing.stderr
+        # NVIDIA's TensorRT (a tensorrt module and no ixrt one) builds another artifact: refused, nothing written
+        nvidia = _fake_package(tmp_path / "nvidia_only", with_ixrt=False)
+        refused = _kit_script(kit, *args, PYTHONPATH=str(nvidia))
+        assert refused.returncode != 0 and "NVIDIA's TensorRT, not ixRT's" in refused.stderr
+        assert not list(kit.glob("*.engine"))
 
 
 def test_compile_builds_the_engine_where_the_sdk_and_a_device_are(source, fake_sdk, tmp_path, monkeypatch):
@@ -524,9 +539,110 @@ def test_compile_builds_the_engine_where_the_sdk_and_a_device_are(source, fake_s
     engine = job.stage / f"{VARIANT}_float16_bs{BATCH}.engine"
     assert built.compiled and built.primary == engine and engine in built.files
     assert engine.read_bytes() == b'FAKE-ENGINE ["FP16"]'
-    assert built.compiler.startswith("tensorrt (found")
+    assert built.compiler.startswith("ixrt (found")
     checks = {c.name: c for c in built.checks}
     assert checks["engine built"].passed
-    # the fake cannot run an engine and this machine has no CUDA device: the run check says so, and fails
-    assert not checks["engine runs one batch"].passed and "CUDA" in checks["engine runs one batch"].detail
+    # the fake builds but has no runtime (and no device is here): the run check fails, saying why
+    detail = checks["engine runs one batch"].detail
+    assert not checks["engine runs one batch"].passed and ("Runtime" in detail or "cuda" in detail.lower()), detail
     assert (job.stage / "build_logs" / "build_engine.log").is_file()
+
+
+class FakeCudart:
+    """FAKE cuda-python runtime: device memory is host numpy buffers; copies are real memmoves."""
+
+    class cudaMemcpyKind:
+        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost = 1, 2
+
+    def __init__(self):
+        self.memory, self.freed = {}, []
+
+    def cudaMalloc(self, n):
+        handle = 0x1000 + len(self.memory)
+        self.memory[handle] = np.zeros(n, np.uint8)
+        return (0, handle)
+
+    def cudaMemcpy(self, dst, src, n, kind):
+        import ctypes
+
+        if kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice:
+            ctypes.memmove(self.memory[dst].ctypes.data, src, n)
+        else:
+            ctypes.memmove(dst, self.memory[src].ctypes.data, n)
+        return (0,)
+
+    def cudaFree(self, handle):
+        self.freed.append(handle)
+        return (0,)
+
+
+class FakeEngineTrt:
+    """FAKE ixRT runtime API: an engine of two bindings, float32 (2, 3, 2, 2) in, float16 (2, 5) out,
+    that outputs twice the first five values of each image."""
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    def __init__(self, cudart):
+        self.cudart = cudart
+
+    @staticmethod
+    def nptype(dtype):
+        return dtype
+
+    def Runtime(self, logger):
+        trt = self
+
+        class _Engine:
+            num_bindings = 2
+            shapes = [(2, 3, 2, 2), (2, 5)]
+            dtypes = [np.float32, np.float16]
+
+            def get_binding_shape(self, i):
+                return self.shapes[i]
+
+            def get_binding_dtype(self, i):
+                return self.dtypes[i]
+
+            def get_binding_name(self, i):
+                return ["input", "output"][i]
+
+            def binding_is_input(self, i):
+                return i == 0
+
+            def create_execution_context(self):
+                engine = self
+
+                class _Context:
+                    def execute_v2(self, bindings):
+                        x = trt.cudart.memory[bindings[0]].view(np.float32).reshape(engine.shapes[0])
+                        y = (2 * x.reshape(2, -1)[:, :5]).astype(np.float16)
+                        trt.cudart.memory[bindings[1]][:] = y.view(np.uint8).reshape(-1)
+                        return True
+
+                return _Context()
+
+        class _Runtime:
+            def deserialize_cuda_engine(self, data):
+                assert data == b"FAKE-ENGINE"
+                return _Engine()
+
+        return _Runtime()
+
+
+def test_engine_runner_copies_in_runs_and_copies_back_with_cuda_python(tmp_path):
+    engine = tmp_path / "e.engine"
+    engine.write_bytes(b"FAKE-ENGINE")
+    cudart = FakeCudart()
+    runner = ixrt_engine.EngineRunner(engine, trt=FakeEngineTrt(cudart), cudart=cudart)
+    assert runner.batch == 2 and [t["nbytes"] for t in runner.io] == [2 * 3 * 2 * 2 * 4, 2 * 5 * 2]
+    x = np.arange(24, dtype=np.float64).reshape(2, 3, 2, 2)  # converted to the engine's float32 on the way in
+    y = runner(x)
+    assert y.dtype == np.float32 and np.array_equal(y, 2 * x.reshape(2, -1)[:, :5])
+    with pytest.raises(ValueError, match=r"\(2, 3, 2, 2\)"):
+        runner(np.zeros((1, 3, 2, 2), np.float32))
+    runner.close()
+    assert sorted(cudart.freed) == sorted(cudart.memory)

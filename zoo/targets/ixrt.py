@@ -3,9 +3,10 @@
 The kit holds what the vendor's scripts expect: ``<model>_sim.onnx`` (opset 13, dynamic batch,
 simplified), its static-batch copy ``<model>_<batch>.onnx``, the bash ``<MODEL>_CONFIG`` they source,
 for int8 an ONNX Runtime QDQ model (per-channel symmetric QInt8, bias left in float), and
-``build_engine.py`` (ixRT's TensorRT-compatible builder API, also TensorRT 10). Each file is checked
-here with ONNX Runtime and bash. The engine itself is built only where ixRT or TensorRT and a device
-are present; elsewhere the kit says the exact commands, and no engine file is written.
+``build_engine.py`` (ixRT's TensorRT-compatible builder API). Each file is checked here with ONNX
+Runtime and bash. The engine itself is built only where the ixRT SDK and an Iluvatar device are
+present, never with NVIDIA's TensorRT (its engines are a different artifact); elsewhere the kit says
+the exact commands, and no engine file is written.
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 from zoo.targets.onnx_checks import RESNEXT_OPS, onnx_requirements
 from zoo.targets.kit import calibration_record, calibration_section, kit_files
 
-OBSERVERS = ("hist_percentile", "percentile", "minmax", "entropy", "ema")
+# The vendor's quantiser (ixrt_common/quant.py) maps its --observer onto ONNX Runtime's calibration
+# method; the CONFIG names the one the kit's QDQ model was calibrated with, in the vendor's words.
+OBSERVER_OF_METHOD = {"MinMax": "minmax", "Entropy": "entropy", "Percentile": "percentile"}
 PRECISIONS = ("fp16", "int8")
 # The vendor's CONFIG keys, in the order its files list them.
 CONFIG_KEYS = ("IMGSIZE", "MODEL_NAME", "ORIGINE_MODEL", "QUANT_OBSERVER", "QUANT_BATCHSIZE", "QUANT_STEP",
@@ -207,9 +210,10 @@ def config_values(job: TargetJob, names: KitNames) -> Dict[str, ConfigValue]:
         # The canonical ONNX is already simplified, so the "original" the scripts would simplify is
         # the kit's _sim.onnx itself (and no third copy of the weights is shipped).
         "ORIGINE_MODEL": names.sim,
-        "QUANT_OBSERVER": str(q["observer"]),
-        "QUANT_BATCHSIZE": str(int(q["batchsize"])),
-        "QUANT_STEP": str(int(q["step"])),
+        # how the QDQ model was (int8) or would be (fp16) calibrated: observer, batch, number of batches
+        "QUANT_OBSERVER": OBSERVER_OF_METHOD[str(q["method"])],
+        "QUANT_BATCHSIZE": str(names.batch),
+        "QUANT_STEP": str(calibration_batches(int(q["calib_images"]), names.batch)),
         "QUANT_SEED": str(int(q["seed"])),
         "DISABLE_QUANT_LIST": [str(n) for n in q.get("disable_quant_list") or []],
         # A ready QDQ model makes the scripts skip their own quantiser; fp16 kits leave it empty.
@@ -314,15 +318,21 @@ def read_val_map(path: Path) -> Dict[str, int]:
 # --- int8 ------------------------------------------------------------------------------------------
 
 
+def calibration_batches(requested: int, batch: int) -> int:
+    """Whole batches of the static batch: each calibration image is counted once, none twice."""
+    return requested // batch
+
+
 def quantize_int8(job: TargetJob, static: Path, dst: Path) -> Tuple[Dict[str, Any], List[Any]]:
-    """The QDQ model of the static copy, calibrated on the job's images at the static batch."""
+    """The QDQ model of the static copy, calibrated on the job's images in whole static batches."""
     from zoo.targets.quantize import ImageCalibrationReader, quantize_qdq
 
-    q = job.options["quant"]
+    q, batch = job.options["quant"], int(job.options["batch"])
     if job.calibration is None:
         raise RuntimeError("int8 needs calibration images, and the job has none")
-    images = job.calibration(int(q["calib_images"]))
-    reader = ImageCalibrationReader(images, job.input, job.spec.input_name, int(job.options["batch"]))
+    requested = int(q["calib_images"])
+    images = job.calibration(calibration_batches(requested, batch) * batch)
+    reader = ImageCalibrationReader(images, job.input, job.spec.input_name, batch)
     # ixRT's ONNX Runtime recipe calibrates with Entropy (q["method"]). ONNX Runtime keeps every
     # calibrated activation of every batch in memory whatever the method (about 130 MB per image
     # for resnext50_32x4d), so calib_images, not the method, is what bounds memory here.
@@ -330,6 +340,8 @@ def quantize_int8(job: TargetJob, static: Path, dst: Path) -> Tuple[Dict[str, An
     settings = quantize_qdq(static, dst, reader, method=str(q["method"]), per_channel=True,
                             activation_type="QInt8", weight_type="QInt8", activation_symmetric=True,
                             weight_symmetric=True, quantize_bias=False, exclude=[str(n) for n in q.get("disable_quant_list") or []])
+    settings.update(calib_images_requested=requested, calib_images_used=len(images), calib_batch=batch,
+                    calib_batches=len(images) // batch)
     return settings, images
 
 
@@ -383,29 +395,33 @@ def qdq_checks(path: Path, opset: int, input_name: str, shape: List[int]) -> Lis
 
 
 def builder_package() -> Optional[str]:
-    """The builder package this Python can import (found, not imported: it may need a device to load)."""
-    for name in ("tensorrt", "ixrt"):
-        if importlib.util.find_spec(name) is not None:
-            return name
+    """``ixrt`` where the ixRT SDK is importable (found, not imported: it may need a device to load).
+
+    The SDK installs an ``ixrt`` module beside its TensorRT-compatible ``tensorrt`` one (the vendor's own
+    build_engine.py imports both). A ``tensorrt`` alone is NVIDIA's, whose engines are another artifact."""
+    if importlib.util.find_spec("ixrt") is not None and importlib.util.find_spec("tensorrt") is not None:
+        return "ixrt"
     return None
 
 
 def device_present() -> bool:
-    """An Iluvatar or NVIDIA device answers its management tool, or torch sees one."""
-    for tool in ("ixsmi", "nvidia-smi"):
-        exe = shutil.which(tool)
-        if exe:
-            try:
-                proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                continue
-            if proc.returncode == 0 and proc.stdout.strip():
-                return True
-    try:
-        import torch
-    except ImportError:
+    """An Iluvatar device answers ``ixsmi``; an NVIDIA GPU does not count (its engines are another artifact)."""
+    exe = shutil.which("ixsmi")
+    if not exe:
         return False
-    return bool(torch.cuda.is_available())
+    try:
+        proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def compiler_label(package: Optional[str], ran: bool) -> str:
+    if package:
+        return f"{package} (found, {'Iluvatar device present' if ran else 'no Iluvatar device'})"
+    if importlib.util.find_spec("tensorrt") is not None:
+        return "ixRT (not installed; the tensorrt module here is NVIDIA's, which does not build ixRT engines)"
+    return "ixRT (not installed)"
 
 
 def build_commands(names: KitNames, workspace_gib: float) -> List[str]:
@@ -449,14 +465,16 @@ def readme(job: TargetJob, names: KitNames, commands: List[str], quant: Optional
     ]
     if quant:
         lines.append(f"- `{names.qdq}`: int8 QDQ (ONNX Runtime, per-channel symmetric QInt8, "
-                     f"{quant['calibrate_method']} calibration on {quant['calibration_images']} images, bias float)")
+                     f"{quant['calibrate_method']} calibration on {quant['calib_images_used']} images in "
+                     f"{quant['calib_batches']} batches of {quant['calib_batch']}, each image once, bias float)")
     lines += [
         f"- `{names.config}`: the config DeepSparkInference's scripts source "
         "(set CHECKPOINTS_DIR to this folder and CONFIG_DIR to this file)",
-        f"- `{names.builder}`: the engine builder (ixRT's tensorrt module, or tensorrt>=10,<11)",
+        f"- `{names.builder}`: the engine builder and checker (the ixRT SDK's `tensorrt` and `ixrt` modules; "
+        "`--check` also needs cuda-python, as the vendor's inference.py does, and no torch)",
         "",
         *([*calibration, ""] if calibration else []),
-        "Build the engine from this folder, on a machine with ixRT and a device:",
+        "Build the engine from this folder, on a machine with the ixRT SDK and an Iluvatar device:",
         "",
         *[f"    {c}" for c in commands[:1]],
         "",
@@ -487,12 +505,12 @@ class IxrtTarget(Target):
         if precision not in PRECISIONS:
             raise UserError(f"precision={precision}: ixRT kits are {' or '.join(PRECISIONS)}")
         q = options["quant"]
-        if str(q["observer"]) not in OBSERVERS:
-            raise UserError(f"target.quant.observer={q['observer']}: choose one of {', '.join(OBSERVERS)}")
-        from zoo.targets.quantize import METHODS
-
-        if str(q["method"]) not in METHODS:
-            raise UserError(f"target.quant.method={q['method']}: choose one of {', '.join(METHODS)}")
+        if str(q["method"]) not in OBSERVER_OF_METHOD:
+            raise UserError(f"target.quant.method={q['method']}: choose one of {', '.join(OBSERVER_OF_METHOD)}")
+        batch = int(options["batch"])
+        if precision == "int8" and int(q["calib_images"]) < batch:
+            raise UserError(f"target.quant.calib_images={q['calib_images']}: calibration runs in whole batches of the "
+                            f"static batch ({batch}); give at least {batch} (a multiple of {batch} uses every image)")
 
     def prepare(self, job: TargetJob) -> Path:
         """``<model>_sim.onnx`` (the canonical, dynamic) and ``<model>_<batch>.onnx`` (static); returns the latter."""
@@ -530,8 +548,7 @@ class IxrtTarget(Target):
             checks += run_builder(kit, names, float(opts["workspace_gib"]), float(opts["build_timeout_s"]))
         engine = kit / names.engine
         compiled = ran and engine.is_file()
-        compiler = (f"{package} (found, {'device present' if ran else 'no device'})" if package
-                    else "ixRT / tensorrt (not installed)")
+        compiler = compiler_label(package, ran)
         info.update(compiler_ran=ran, run_from="the kit folder")
         return Built(files=kit_files(job.stage), primary=engine if compiled else prepared, compiled=compiled,
                      compiler=compiler, commands=commands, checks=checks, info=info)

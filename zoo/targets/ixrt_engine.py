@@ -1,9 +1,10 @@
-"""Build (and optionally check) an ixRT / TensorRT engine from a static-batch ONNX model.
+"""Build (and optionally check) an Iluvatar ixRT engine from a static-batch ONNX model.
 
 This file is imported by the ixRT target and copied verbatim into every ixRT kit as
-``build_engine.py``, so it depends on nothing from the zoo: only the vendor's Python package
-(ixRT installs a TensorRT-8-compatible ``tensorrt`` module; NVIDIA's ``tensorrt>=10,<11`` works
-too), plus numpy, onnxruntime and torch for ``--check``.
+``build_engine.py``, so it depends on nothing from the zoo: only the ixRT SDK (its ``ixrt`` module
+and the TensorRT-8-compatible ``tensorrt`` module it installs), plus numpy, onnxruntime and
+cuda-python for ``--check`` (as the vendor's inference.py: Iluvatar stacks often have no CUDA torch).
+NVIDIA's TensorRT is refused: its engines are a different artifact.
 
     python build_engine.py --onnx m_32.onnx --engine m_float16_bs32.engine --precision fp16
     python build_engine.py --onnx m_32.onnx --engine m_float16_bs32.engine --check
@@ -26,33 +27,21 @@ class BuildError(RuntimeError):
 
 
 def import_builder() -> Any:
-    """The TensorRT-compatible module: ixRT's ``tensorrt`` shim, NVIDIA's ``tensorrt``, or ``ixrt``."""
-    for name in ("tensorrt", "ixrt"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise BuildError("neither 'tensorrt' nor 'ixrt' can be imported: install ixRT (Iluvatar CoreX SDK) "
-                     "or NVIDIA TensorRT 10 (pip install 'tensorrt>=10,<11')")
-
-
-def major_version(trt: Any) -> int:
-    """The API generation; ixRT mirrors TensorRT 8 and may not say, so 8 is assumed."""
-    try:
-        return int(str(getattr(trt, "__version__", "8")).split(".")[0])
-    except ValueError:
-        return 8
-
-
-def is_ixrt(trt: Any) -> bool:
-    """ixRT's shim mirrors the TensorRT 8 API whatever version number its SDK carries."""
-    return trt.__name__.split(".")[0] == "ixrt" or importlib.util.find_spec("ixrt") is not None
+    """ixRT's TensorRT-compatible ``tensorrt`` module; only where the ``ixrt`` module says it is ixRT's."""
+    has_ixrt = importlib.util.find_spec("ixrt") is not None
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    if has_ixrt and has_trt:
+        importlib.import_module("ixrt")
+        return importlib.import_module("tensorrt")
+    if has_trt:
+        raise BuildError("the 'tensorrt' module here is NVIDIA's TensorRT, not ixRT's (no 'ixrt' module): an ixRT "
+                         "kit builds Iluvatar engines only; run it where the Iluvatar CoreX SDK is installed")
+    raise BuildError("the ixRT SDK is not installed (no 'ixrt' and 'tensorrt' modules): install the Iluvatar "
+                     "CoreX SDK on the machine with the Iluvatar device")
 
 
 def network_flags(trt: Any) -> int:
-    """TensorRT 8 (and ixRT) need the explicit-batch flag; from 10 on it is the only mode, the flag deprecated."""
-    if major_version(trt) >= 10 and not is_ixrt(trt):
-        return 0
+    """ixRT mirrors the TensorRT 8 API: an explicit-batch network, as the vendor's own builder asks for."""
     return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
 
 
@@ -62,9 +51,9 @@ def precision_flags(trt: Any, precision: str) -> List[Any]:
         raise BuildError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     names = ["FP16"] if precision == "fp16" else ["INT8", "FP16"]
     missing = [n for n in names if not hasattr(trt.BuilderFlag, n)]
-    if missing:  # TensorRT 11 removed the weak-typing precision flags
+    if missing:
         raise BuildError(f"{trt.__name__} {getattr(trt, '__version__', '?')} has no BuilderFlag.{missing[0]}: "
-                         "use ixRT or tensorrt>=10,<11")
+                         "this is not the ixRT builder API (TensorRT 8 style) the kit was written for")
     return [getattr(trt.BuilderFlag, n) for n in names]
 
 
@@ -122,36 +111,48 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, workspace_g
     return engine_path
 
 
+def import_cudart() -> Any:
+    """cuda-python's runtime module (its location moved in cuda-python 12.6)."""
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise BuildError("running an engine needs cuda-python (pip install cuda-python) and an Iluvatar device")
+
+
+def _checked(result: Any, what: str) -> Any:
+    """cuda-python returns (error, value...) tuples; anything but success is a BuildError."""
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BuildError(f"{what} failed: {err}")
+    return rest[0] if rest else None
+
+
 class EngineRunner:
-    """Runs a static-batch engine on a CUDA device through torch tensors: NCHW float32 in, output out."""
+    """Runs a static-batch engine on the device with cuda-python buffers: NCHW float32 in, output out."""
 
-    def __init__(self, engine_path: Path, trt: Optional[Any] = None) -> None:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BuildError("running an engine needs a CUDA device visible to torch")
-        self.torch, self.trt = torch, trt or import_builder()
+    def __init__(self, engine_path: Path, trt: Optional[Any] = None, cudart: Optional[Any] = None) -> None:
+        self.trt, self.cudart = trt or import_builder(), cudart or import_cudart()
         logger = self.trt.Logger(self.trt.Logger.WARNING)
         self.engine = self.trt.Runtime(logger).deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
             raise BuildError(f"{engine_path}: the runtime could not deserialise the engine")
         self.context = self.engine.create_execution_context()
-        # TensorRT >= 8.5 (and 10) name I/O tensors; ixRT and older TensorRT use binding indices.
-        self.named_io = hasattr(self.engine, "num_io_tensors")
         self.io = self._io_table()
+        for t in self.io:
+            t["device"] = _checked(self.cudart.cudaMalloc(t["nbytes"]), f"cudaMalloc({t['nbytes']})")
 
     def _io_table(self) -> List[dict]:
+        """ixRT (like TensorRT 8) addresses I/O by binding index, in binding order."""
+        import numpy as np
+
         trt, e = self.trt, self.engine
         table = []
-        if self.named_io:
-            for i in range(e.num_io_tensors):
-                name = e.get_tensor_name(i)
-                table.append({"name": name, "input": e.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                              "shape": tuple(e.get_tensor_shape(name)), "dtype": trt.nptype(e.get_tensor_dtype(name))})
-        else:
-            for i in range(e.num_bindings):
-                table.append({"name": e.get_binding_name(i), "input": e.binding_is_input(i),
-                              "shape": tuple(e.get_binding_shape(i)), "dtype": trt.nptype(e.get_binding_dtype(i))})
+        for i in range(e.num_bindings):
+            shape, dtype = tuple(int(d) for d in e.get_binding_shape(i)), np.dtype(trt.nptype(e.get_binding_dtype(i)))
+            table.append({"name": e.get_binding_name(i), "input": bool(e.binding_is_input(i)), "shape": shape,
+                          "dtype": dtype, "nbytes": int(np.prod(shape)) * dtype.itemsize})
         return table
 
     @property
@@ -161,29 +162,25 @@ class EngineRunner:
     def __call__(self, x: Any) -> Any:
         import numpy as np
 
-        torch = self.torch
+        cudart = self.cudart
         inp = next(t for t in self.io if t["input"])
         if tuple(x.shape) != inp["shape"]:
             raise ValueError(f"engine input '{inp['name']}' is {inp['shape']}, got {tuple(x.shape)}")
-        tensors = []
-        for t in self.io:
-            if t["input"]:
-                tensors.append(torch.from_numpy(np.ascontiguousarray(x, dtype=t["dtype"])).cuda())
-            else:
-                tensors.append(torch.empty(t["shape"], dtype=torch.from_numpy(np.zeros(0, t["dtype"])).dtype,
-                                           device="cuda"))
-        stream = torch.cuda.current_stream()
-        if self.named_io:
-            for t, buf in zip(self.io, tensors):
-                self.context.set_tensor_address(t["name"], int(buf.data_ptr()))
-            ok = self.context.execute_async_v3(stream.cuda_stream)
-        else:
-            ok = self.context.execute_v2([int(buf.data_ptr()) for buf in tensors])
-        stream.synchronize()
-        if ok is False:
+        host = np.ascontiguousarray(x, dtype=inp["dtype"])
+        _checked(cudart.cudaMemcpy(inp["device"], host.ctypes.data, inp["nbytes"],
+                                   cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy to the device")
+        if self.context.execute_v2([t["device"] for t in self.io]) is False:
             raise BuildError("the engine's execution context reported a failed run")
-        out = next(buf for t, buf in zip(self.io, tensors) if not t["input"])
-        return out.float().cpu().numpy()
+        out = next(t for t in self.io if not t["input"])
+        result = np.empty(out["shape"], dtype=out["dtype"])
+        _checked(cudart.cudaMemcpy(result.ctypes.data, out["device"], out["nbytes"],
+                                   cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy to the host")
+        return result.astype(np.float32)
+
+    def close(self) -> None:
+        for t in self.io:
+            if t.get("device") is not None:
+                self.cudart.cudaFree(t.pop("device"))
 
 
 def check_engine(onnx_path: Path, engine_path: Path, seed: int = 0) -> dict:
@@ -196,14 +193,17 @@ def check_engine(onnx_path: Path, engine_path: Path, seed: int = 0) -> dict:
     x = np.random.default_rng(seed).standard_normal(inp["shape"]).astype(np.float32)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ref = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    got = runner(x)
+    try:
+        got = runner(x)
+    finally:
+        runner.close()
     a, b = ref.reshape(len(ref), -1).astype(np.float64), got.reshape(len(got), -1).astype(np.float64)
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
     return {"max_abs": float(np.abs(a - b).max()), "min_cosine": float(cos.min()), "batch": int(len(x))}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Build an ixRT / TensorRT engine from a static-batch ONNX model.")
+    p = argparse.ArgumentParser(description="Build an Iluvatar ixRT engine from a static-batch ONNX model.")
     p.add_argument("--onnx", required=True, type=Path, help="the static-batch ONNX (or the int8 QDQ model)")
     p.add_argument("--engine", required=True, type=Path, help="where to write the serialised engine")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16")

@@ -91,18 +91,15 @@ class MindirOptions(ExportOptions):
 
 @dataclass
 class IxrtQuantOptions:
-    observer: str = "hist_percentile"
-    batchsize: int = 1
-    step: int = 32
     seed: int = 42
-    calib_images: int = 100
+    calib_images: int = 96
     disable_quant_list: List[str] = field(default_factory=list)
     method: str = "Entropy"
     check_images: int = 8
     min_cosine: float = 0.99
 
     def __post_init__(self) -> None:
-        for key in ("batchsize", "step", "calib_images", "check_images"):
+        for key in ("calib_images", "check_images"):
             bounds.at_least(f"target.quant.{key}", getattr(self, key), 1, "must be a positive integer")
         if not -1 <= self.min_cosine <= 1:
             raise UserError(f"target.quant.min_cosine={self.min_cosine}: give a cosine from -1 to 1")
