@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,10 +19,11 @@ import onnxruntime as ort
 import pytest
 import yaml
 from omegaconf import OmegaConf
+from PIL import Image
 
 from zoo.errors import UserError
 from zoo.targets import ixrt, ixrt_engine
-from zoo.targets.base import TargetJob
+from zoo.targets.base import TargetJob, run_static
 from zoo.targets.ixrt import IxrtTarget
 from zoo.targets.options import IxrtOptions
 
@@ -104,7 +106,8 @@ def test_fp16_kit_holds_the_vendor_files_and_no_engine(fp16):
     kit = job.stage
     names = sorted(p.name for p in built.files)
     assert names == sorted(["README.md", "RESNEXT50_32X4D_CONFIG", "build_engine.py",
-                            f"{VARIANT}_{BATCH}.onnx", f"{VARIANT}_sim.onnx"])
+                            f"{VARIANT}_{BATCH}.onnx", f"{VARIANT}_sim.onnx", "inference.py", "preprocess.json",
+                            f"infer_{VARIANT}_fp16_accuracy.sh", f"infer_{VARIANT}_fp16_performance.sh"])
     assert all(p.parent == kit and p.stat().st_size > 0 for p in built.files)
     assert not list(kit.glob("*.engine"))
     assert built.compiled is False and "not installed" in built.compiler
@@ -646,3 +649,54 @@ def test_engine_runner_copies_in_runs_and_copies_back_with_cuda_python(tmp_path)
         runner(np.zeros((1, 3, 2, 2), np.float32))
     runner.close()
     assert sorted(cudart.freed) == sorted(cudart.memory)
+
+
+def _labelled_folder(root: Path, n: int) -> Path:
+    """An ImageFolder-style set of ``n`` seeded images with the vendor's val_map.txt (name<TAB>label)."""
+    from zoo.validators.inputs import generated_images
+
+    lines = []
+    for i, im in enumerate(generated_images(n, seed=7)):
+        (root / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        im.save(root / f"c{i % 2}" / f"img_{i}.JPEG", quality=95)
+        lines.append(f"img_{i}.JPEG\t{(i * 37) % 1000}")
+    (root / "val_map.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("which", ["fp16", "int8"])
+def test_device_scripts_run_end_to_end_with_the_onnx_stand_in(which, fp16, int8, tmp_path):
+    """The kit's accuracy and performance scripts, as a device engineer runs them, with ONNX Runtime on the kit's
+    static ONNX in place of the engine; top-1/top-5 recomputed here with the registry's own preprocessing."""
+    from zoo.preprocess import preprocess
+
+    _, job, built = {"fp16": fp16, "int8": int8}[which]
+    kit = tmp_path / "kit"
+    shutil.copytree(job.stage, kit)
+    data = _labelled_folder(tmp_path / "val", 6)  # two static batches of 4, the second padded
+    model = kit / (f"{VARIANT}_int8_qdq.onnx" if which == "int8" else f"{VARIANT}_{BATCH}.onnx")
+    # the scripts call python3, as on the device: this interpreter's, with numpy, Pillow and ONNX Runtime
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "DATASETS_DIR": str(data), "ENGINE_FILE": str(model)}
+    acc = subprocess.run(["bash", f"infer_{VARIANT}_{which}_accuracy.sh"], cwd=kit, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert acc.returncode == 0, acc.stderr[-2000:]
+    got1, got5 = (tuple(int(v) for v in re.search(rf"Acc@{k} : [\d.]+ = (\d+)/(\d+)", acc.stdout).groups())
+                  for k in (1, 5))
+    # independently: the registry's preprocessing, ONNX Runtime, each image once
+    items = [(data / f"c{i % 2}" / f"img_{i}.JPEG", (i * 37) % 1000) for i in range(6)]
+    x = np.stack([preprocess(Image.open(p), job.input) for p, _ in items])
+    scores = run_static(lambda c: _run(model, c), x, BATCH)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    labels = np.array([lab for _, lab in items])
+    assert got1 == (int((order[:, 0] == labels).sum()), 6)
+    assert got5 == (int((order[:, :5] == labels[:, None]).any(axis=1).sum()), 6)
+    assert "published: top-1 77.618" in acc.stdout and "ONNX Runtime" in acc.stdout  # the stand-in says so
+    fps = subprocess.run(["bash", f"infer_{VARIANT}_{which}_performance.sh", "--warm_up", "1", "--loop_count", "2"],
+                         cwd=kit, env=env, capture_output=True, text=True, timeout=300)
+    assert fps.returncode == 0, fps.stderr[-2000:]
+    assert float(re.search(r"FPS : ([\d.]+)", fps.stdout).group(1)) > 0
+    assert "published: 417.01 FPS at batch 32 fp16" in fps.stdout
+    assert not list(kit.glob("*.engine"))  # the stand-in never builds an engine
+    checks = {c.name: c.passed for c in built.checks}
+    assert checks[f"infer_{VARIANT}_{which}_accuracy.sh parses (bash -n)"] and checks["inference.py compiles"]

@@ -27,6 +27,7 @@ from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name
 from zoo.errors import UserError
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 from zoo.targets.onnx_checks import RESNEXT_OPS, onnx_requirements
+from zoo.targets.ixrt_device import device_script_checks, readme_lines, script_names, write_device_scripts
 from zoo.targets.kit import calibration_record, calibration_section, kit_files
 
 # The vendor's quantiser (ixrt_common/quant.py) maps its --observer onto ONNX Runtime's calibration
@@ -482,6 +483,8 @@ def readme(job: TargetJob, names: KitNames, commands: List[str], quant: Optional
         "",
         *[f"    {c}" for c in commands[1:]],
         "",
+        *readme_lines(job, names.batch),
+        "",
         "Compare one batch of the engine with ONNX Runtime:",
         "",
         "    " + shlex.join(["python3", names.builder, "--onnx", names.build_input, "--engine", names.engine,
@@ -538,6 +541,8 @@ class IxrtTarget(Target):
         (kit / names.config).write_text(render_config(values))
         checks += config_checks(kit / names.config, kit, values)
         shutil.copyfile(BUILDER_SOURCE, kit / names.builder)
+        device = write_device_scripts(job, kit, names.config, names.engine, names.build_input, names.batch)
+        checks += device_script_checks([kit / names.builder, *device])
         commands = build_commands(names, float(opts["workspace_gib"]))
         # the calibration images are drawn by now: the README says where they came from, as the manifest will
         calibration = calibration_section(calibration_record(job, info.get("calibration_method")), job, self.name)
@@ -589,6 +594,8 @@ class IxrtTarget(Target):
         names = kit_names(job)
         lines.append(f"kit: {names.sim}, {names.static}" + (f", {names.qdq}" if job.precision == "int8" else "")
                      + f", {names.config}, {names.builder}, {names.readme}")
+        scripts = script_names(job.variant.name, job.precision)
+        lines.append(f"on the device: {scripts['accuracy']}, {scripts['performance']} (inference.py, preprocess.json)")
         if "int8_min_cosine" in built.info:
             lines.append(f"int8 QDQ vs fp32: min cosine {built.info['int8_min_cosine']:.4f}")
         return lines
