@@ -117,7 +117,8 @@ def test_kit_contents(tmp_path, canonical, no_hb_mapper):
         "hb_mapper checker --model-type onnx --model ./resnext50_32x4d.onnx --march bayes-e",
         f"hb_mapper makertbin --config {CONFIG} --model-type onnx"]
     assert built.primary == kit / CONFIG
-    assert len(built.files) == 104 and all(p.resolve().is_relative_to(kit.resolve()) for p in built.files)
+    assert len(built.files) == 104 + 4 and all(  # + the device scripts: device_eval.py, preprocess.json, two .sh
+        p.resolve().is_relative_to(kit.resolve()) for p in built.files)
     readme = (kit / "README.md").read_text()
     assert f"hb_mapper makertbin --config {CONFIG} --model-type onnx" in readme
     assert f"hrt_model_exec perf --model_file {PREFIX}/{PREFIX}.bin" in readme  # where makertbin writes it
@@ -333,6 +334,6 @@ def test_the_readme_warns_for_a_variant_the_vendor_has_not_published(tmp_path, c
     assert sorted(vendor_results()) == ["resnext50_32x4d"]
     _, job = make_job(tmp_path, canonical)
     big = load_registry().variants["resnext101_32x8d"]
-    readme = write_readme(dataclasses.replace(job, variant=big), [(["checker"], "x.out")], "p").read_text()
+    readme = write_readme(dataclasses.replace(job, variant=big), [(["checker"], "x.out")], "p", "m.onnx").read_text()
     assert "**resnext101_32x8d is not among them.**" in readme and "88.8M parameters" in readme
     assert "- resnext50_32x4d: RDK X5 (Bayes-e BPU), int8" in readme

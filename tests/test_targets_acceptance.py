@@ -20,7 +20,7 @@ PAIRS = [("resnext50_32x4d", "torchvision", "IMAGENET1K_V1"), ("resnext50_32x4d"
 LARGER = [("resnext101_32x8d", "torchvision", "IMAGENET1K_V1"), ("resnext101_32x8d", "ppcls", "wsl")]
 # mindir first: it asks for the source's weights beside the canonical model, so the others can reuse it
 RUNNABLE = [("mindir", "fp32"), ("onnx", "fp16"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "fp16")]
-KITS = [("ixrt", "fp16"), ("ixrt", "int8"), ("vacc", "fp16"), ("vacc", "int8"), ("bpu", "int8")]
+KITS = [("ixrt", "fp16"), ("ixrt", "int8"), ("vacc", "fp16"), ("vacc", "int8"), ("bpu", "int8"), ("tensorrt", "fp16")]
 NEEDS_STATE = {"mindir"}  # rebuilds the network from the source's weights
 TARGET_CONF = Path(__file__).resolve().parent.parent / "zoo" / "conf" / "target"
 # (variant, source) -> the export specs built so far in this module; (variant, source, spec) with the source's weights

@@ -62,7 +62,8 @@ def _npy_format() -> CalibFormat:
 
 # Targets with an int8 calibration step, and the format their toolchain reads.
 FORMATS: Dict[str, Callable[[], CalibFormat]] = {"vacc": _vacc_format, "bpu": _bpu_format,
-                                                 "onnx": _npy_format, "ixrt": _npy_format, "openvino": _npy_format}
+                                                 "onnx": _npy_format, "ixrt": _npy_format, "openvino": _npy_format,
+                                                 "tensorrt": _npy_format}
 # Where each target's yaml keeps its calibration size (the first key present wins).
 COUNT_KEYS: Tuple[Tuple[str, ...], ...] = (("calib_images",), ("quant", "calib_images"), ("int8", "calib_images"))
 

@@ -14,6 +14,7 @@ TARGETS = {
     "ixrt": "zoo.targets.ixrt:IxrtTarget",
     "vacc": "zoo.targets.vacc:VaccTarget",
     "bpu": "zoo.targets.bpu:BpuTarget",
+    "tensorrt": "zoo.targets.tensorrt:TensorrtTarget",
 }
 # The packages whose versions identify an artifact of each target (read without importing).
 TOOLS = {
@@ -23,11 +24,12 @@ TOOLS = {
     "ixrt": ["onnxruntime", "tensorrt", "ixrt"],
     "vacc": ["onnxruntime"],
     "bpu": ["onnxruntime"],
+    "tensorrt": ["onnxruntime", "tensorrt", "tensorrt-cu12"],
 }
 
 # The pyproject extra that installs what each target needs here.
 EXTRAS = {"onnx": "onnx", "openvino": "openvino,onnx", "mindir": "mindspore,onnx", "ixrt": "onnx", "vacc": "onnx",
-          "bpu": "onnx"}
+          "bpu": "onnx", "tensorrt": "onnx"}
 
 
 def get_target(name: str) -> Target:

@@ -22,6 +22,7 @@ from zoo.targets.base import Built, Check, Target, TargetJob
 from zoo.targets.kit import (command_line, copy_onnx, describe_kit, files_under, inside_kit_check, kit_files,
                              option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
                              write_calibration_note)
+from zoo.targets.device_scripts import readme_lines, script_checks, write_device_scripts
 from zoo.targets.onnx_checks import onnx_requirements
 
 TOOL = "hb_mapper"
@@ -199,7 +200,7 @@ def vendor_results() -> Dict[str, List[Any]]:
             for v in reg.variants.values() if any(d.target == "bpu" for d in v.deployments)}
 
 
-def write_readme(job: TargetJob, steps: List[Tuple[List[str], str]], prefix: str) -> Path:
+def write_readme(job: TargetJob, steps: List[Tuple[List[str], str]], prefix: str, onnx_name: str) -> Path:
     """The kit's README: the build steps, where the .bin lands, the device-side command, and whether the
     vendor has published this variant for the BPU (larger ones may not compile or fit)."""
     from zoo.registry.loader import load_registry
@@ -210,8 +211,9 @@ def write_readme(job: TargetJob, steps: List[Tuple[List[str], str]], prefix: str
              "Built by resnext-zoo. The manifest beside this kit says whether hb_mapper ran where it was built.", "",
              "## Build (from this folder, with Horizon's OpenExplorer toolchain)", ""]
     lines += [f"    {command_line([TOOL, *args])}" for args, _ in steps]
-    lines += ["", f"`makertbin` writes `{prefix}/{prefix}.bin`. On the board:", "",
+    lines += ["", f"`makertbin` writes `{prefix}/{prefix}.bin`. On the board, the vendor's own speed test:", "",
               f"    {command_line(['hrt_model_exec', 'perf', '--model_file', f'{prefix}/{prefix}.bin'])}", "",
+              *readme_lines("hbm_runtime on the board", onnx_name), "",
               "## Variants the vendor has published for the BPU", ""]
     for name, results in published.items():
         for d in results:
@@ -270,7 +272,10 @@ class BpuTarget(Target):
 
         steps = mapper_steps(job, prepared, cfg_path)
         prefix = output_prefix(job)
-        write_readme(job, steps, prefix)
+        device = write_device_scripts(job, self.name, "hbm", f"{prefix}/{prefix}.bin",
+                                      ["--input_type", str(o["input_type_rt"])])
+        checks += script_checks(device)
+        write_readme(job, steps, prefix, prepared.name)
         run = run_compiler(TOOL, steps, kit, float(o["compile_timeout_s"]), checks)
         checks += run.checks
         model = kit / prefix / f"{prefix}.bin"

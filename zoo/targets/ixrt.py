@@ -27,7 +27,8 @@ from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name
 from zoo.errors import UserError
 from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 from zoo.targets.onnx_checks import RESNEXT_OPS, onnx_requirements
-from zoo.targets.ixrt_device import device_script_checks, readme_lines, script_names, write_device_scripts
+from zoo.targets.device_scripts import script_checks
+from zoo.targets.ixrt_device import readme_lines, script_names, write_device_scripts
 from zoo.targets.kit import calibration_record, calibration_section, kit_files
 
 # The vendor's quantiser (ixrt_common/quant.py) maps its --observer onto ONNX Runtime's calibration
@@ -407,14 +408,9 @@ def builder_package() -> Optional[str]:
 
 def device_present() -> bool:
     """An Iluvatar device answers ``ixsmi``; an NVIDIA GPU does not count (its engines are another artifact)."""
-    exe = shutil.which("ixsmi")
-    if not exe:
-        return False
-    try:
-        proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0 and bool(proc.stdout.strip())
+    from zoo.targets.kit import device_listed
+
+    return device_listed("ixsmi")
 
 
 def compiler_label(package: Optional[str], ran: bool) -> str:
@@ -542,7 +538,7 @@ class IxrtTarget(Target):
         checks += config_checks(kit / names.config, kit, values)
         shutil.copyfile(BUILDER_SOURCE, kit / names.builder)
         device = write_device_scripts(job, kit, names.config, names.engine, names.build_input, names.batch)
-        checks += device_script_checks([kit / names.builder, *device])
+        checks += script_checks([kit / names.builder, *device])
         commands = build_commands(names, float(opts["workspace_gib"]))
         # the calibration images are drawn by now: the README says where they came from, as the manifest will
         calibration = calibration_section(calibration_record(job, info.get("calibration_method")), job, self.name)

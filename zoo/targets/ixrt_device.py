@@ -9,13 +9,12 @@ ONNX Runtime on the kit's static ONNX in place of the engine (``ENGINE_FILE=<mod
 from __future__ import annotations
 
 import json
-import py_compile
 import shlex
-import subprocess
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Dict, List
 
-from zoo.targets.base import Check, TargetJob
+from zoo.targets.base import TargetJob
+from zoo.targets.device_scripts import preprocess_json
 
 INFERENCE_SOURCE = Path(__file__).with_name("ixrt_inference.py")
 INFERENCE = "inference.py"
@@ -25,20 +24,6 @@ PREPROCESS = "preprocess.json"
 def script_names(model: str, precision: str) -> Dict[str, str]:
     engine_precision = "fp16" if precision == "fp16" else "int8"
     return {mode: f"infer_{model}_{engine_precision}_{mode}.sh" for mode in ("accuracy", "performance")}
-
-
-def preprocess_json(job: TargetJob) -> Dict[str, Any]:
-    i = job.input
-    published = [{"top1": p.top1, "top5": p.top5, "published_in": f"{p.provenance.doc}: {p.provenance.table}"}
-                  for p in job.weights.published if p.top1 is not None]
-    fps = [{"fps": d.fps, "batch": d.batch, "precision": d.precision, "device": d.device,
-            "published_in": f"{d.provenance.doc}: {d.provenance.table}"}
-           for d in job.variant.deployments if d.target == "ixrt" and d.fps is not None]
-    return {"model": job.variant.name, "source": job.weights.source, "tag": job.weights.tag,
-            "precision": job.precision,
-            "input": {"size": i.size, "resize": i.resize_short(), "interpolation": i.interpolation.value,
-                      "mean": list(i.mean), "std": list(i.std), "color": i.color.value},
-            "published_top1": published, "published_fps": fps}
 
 
 def _script(mode: str, config: str, engine: str, build_input: str, precision: str, batch: int) -> str:
@@ -69,7 +54,7 @@ def write_device_scripts(job: TargetJob, kit: Path, config: str, engine: str, bu
                          batch: int) -> List[Path]:
     """The scripts and preprocess.json, in ``kit``; returns the files written."""
     (kit / INFERENCE).write_bytes(INFERENCE_SOURCE.read_bytes())
-    (kit / PREPROCESS).write_text(json.dumps(preprocess_json(job), indent=2) + "\n")
+    (kit / PREPROCESS).write_text(json.dumps(preprocess_json(job, "ixrt"), indent=2) + "\n")
     out = [kit / INFERENCE, kit / PREPROCESS]
     for mode, name in script_names(job.variant.name, job.precision).items():
         path = kit / name
@@ -77,25 +62,6 @@ def write_device_scripts(job: TargetJob, kit: Path, config: str, engine: str, bu
         path.chmod(0o755)
         out.append(path)
     return out
-
-
-def device_script_checks(files: List[Path]) -> List[Check]:
-    """bash -n on the shell scripts, py_compile on inference.py (into a throw-away file: the kit stays clean)."""
-    checks = []
-    for path in files:
-        if path.suffix == ".sh":
-            proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
-            checks.append(Check(f"{path.name} parses (bash -n)", proc.returncode == 0, proc.stderr.strip()[-300:]))
-        elif path.suffix == ".py":
-            try:
-                py_compile.compile(str(path), cfile=str(path.with_name(f".{path.name}.pyc.check")), doraise=True)
-                ok, detail = True, "compiles"
-            except py_compile.PyCompileError as e:
-                ok, detail = False, str(e)[-300:]
-            finally:
-                path.with_name(f".{path.name}.pyc.check").unlink(missing_ok=True)
-            checks.append(Check(f"{path.name} compiles", ok, detail))
-    return checks
 
 
 def readme_lines(job: TargetJob, batch: int) -> List[str]:
@@ -106,7 +72,7 @@ def readme_lines(job: TargetJob, batch: int) -> List[str]:
         f"    DATASETS_DIR=/data/imagenet_val bash {names['accuracy']}     # top-1 / top-5, printed beside the published figure",
         f"    DATASETS_DIR=/data/imagenet_val bash {names['performance']}  # FPS at batch {batch}, after warm-up",
         "",
-        f"What ran here: `bash -n` and `py_compile` on these scripts, and (in the project's tests) both scripts "
-        f"end to end with ONNX Runtime on the kit's static ONNX in place of the engine (ENGINE_FILE=...onnx). "
+        "What ran here: `bash -n` and `py_compile` on these scripts, and (in the project's tests) both scripts "
+        "end to end with ONNX Runtime on the kit's static ONNX in place of the engine (ENGINE_FILE=...onnx). "
         "The engine itself, ixRT and cuda-python did not run here.",
     ]

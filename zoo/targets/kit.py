@@ -43,6 +43,18 @@ def find_tool(name: str) -> Optional[str]:
     return shutil.which(name)
 
 
+def device_listed(tool: str, expect: str = "") -> bool:
+    """Whether a device management tool (``ixsmi``, ``nvidia-smi``) lists a device with ``-L``."""
+    exe = shutil.which(tool)
+    if not exe:
+        return False
+    try:
+        proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and bool(proc.stdout.strip()) and expect in proc.stdout
+
+
 def command_line(argv: Sequence[str]) -> str:
     return shlex.join([str(a) for a in argv])
 

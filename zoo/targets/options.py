@@ -150,8 +150,13 @@ class BpuOptions(ExportOptions):
         bounds.above("target.compile_timeout_s", self.compile_timeout_s, "give seconds (> 0)")
 
 
+@dataclass
+class TensorrtOptions(IxrtOptions):
+    """The same keys as ixRT's: a static batch, the symmetric QDQ recipe, the builder's pool and time limit."""
+
+
 # conf/target/<name>.yaml -> its options; the YAML's defaults list names /_zoo_target/<name>
 OPTIONS: Dict[str, Type[ExportOptions]] = {
     "onnx": OnnxOptions, "openvino": OpenVinoOptions, "mindir": MindirOptions,
-    "ixrt": IxrtOptions, "vacc": VaccOptions, "bpu": BpuOptions,
+    "ixrt": IxrtOptions, "vacc": VaccOptions, "bpu": BpuOptions, "tensorrt": TensorrtOptions,
 }

@@ -21,6 +21,7 @@ from zoo.targets.base import Built, Check, Target, TargetJob
 from zoo.targets.kit import (Seq, command_line, copy_onnx, describe_kit, files_under, inside_kit_check, kit_files,
                              option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
                              write_calibration_note)
+from zoo.targets.device_scripts import readme_lines, script_checks, write_device_scripts
 from zoo.targets.onnx_checks import onnx_requirements
 
 TOOL = "vamc"
@@ -320,9 +321,31 @@ def kit_checks(job: TargetJob, prepared: Path, cfg_path: Path, vdsp_path: Path,
     return checks
 
 
+def write_readme(job: TargetJob, cfg_path: Path, vdsp_path: Path, prepared: Path) -> Path:
+    """The kit's README: the build command, the vendor's speed test, the device-side scripts."""
+    lines = [f"# {kit_name(job)}: VastAI VACC build kit ({job.precision})", "",
+             "Built by resnext-zoo. The manifest beside this kit says whether vamc ran where it was built.", "",
+             "## Build (from this folder, with VastAI's vamc)", "",
+             f"    {command_line([TOOL, 'compile' if job.options['schema'] == 'current' else 'build', cfg_path.name])}",
+             "", f"vamc writes the model suite under `{WORKSPACE}{kit_name(job)}/`. The vendor's own speed test:", "",
+             f"    {device_run(job, vdsp_path, None)}", "",
+             *readme_lines("vaststreamx on the device", prepared.name)]
+    note = resize_note(job.input)
+    if note:
+        lines += ["", f"Note: {note}."]
+    path = job.stage / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def default_suite(job: TargetJob) -> str:
+    """The model suite's prefix in the vendor's usual layout, before vamc has run."""
+    return f"deploy_weights/{kit_name(job)}/mod"
+
+
 def device_run(job: TargetJob, vdsp_path: Path, suite_prefix: Optional[Path]) -> str:
     """The vendor's runner command; before vamc ran, the suite path is the vendor's usual layout."""
-    suite = suite_prefix.as_posix() if suite_prefix else f"deploy_weights/{kit_name(job)}/mod"
+    suite = suite_prefix.as_posix() if suite_prefix else default_suite(job)
     return command_line(["vamp", "-m", suite, "--vdsp_params", vdsp_path.name, "-i", "8", "-p", "1",
                          "-b", str(job.options["runtime_batch"])])
 
@@ -354,6 +377,10 @@ class VaccTarget(Target):
         method = f"vamc calibrate_mode={o['calibrate_mode']}, on the kit's calibration images"
         write_calibration_note(job, self.name, method)  # int8: where the kit's calibration images came from
         checks = kit_checks(job, prepared, cfg_path, vdsp_path, written)
+        device = write_device_scripts(job, self.name, "vsx", default_suite(job),
+                                      ["--vdsp_params", f"$KIT/{vdsp_path.name}"])
+        checks += script_checks(device)
+        write_readme(job, cfg_path, vdsp_path, prepared)
         args = ["compile" if o["schema"] == "current" else "build", cfg_path.name]
         run = run_compiler(TOOL, [(args, "vamc.log")], kit, float(o["compile_timeout_s"]), checks)
         checks += run.checks
