@@ -120,7 +120,7 @@ def test_checkpoint_with_pickled_callable_is_refused_unexecuted(tmp_path):
         (["convert"], "convert needs a variant"),
         (["convert", "model=resnext50_32x4d", "weights=/nonexistent.pth"], "weights=/nonexistent.pth: no such file"),
         (["convert", "model=resnext50_64x4d", "source=mindcv", "weights=random"], "is not published by mindcv"),
-        (["convert", "model=resnext50_32x4d", "target=tensorrt"], "unknown target 'tensorrt'"),
+        (["convert", "model=resnext50_32x4d", "target=tflite"], "unknown target 'tflite'"),
         (["convert", "model=resnext50_32x4d", "target.batch=0", "target.dynamic_batch=false"], "target.batch=0"),
         (["convert", "model=resnext50_32x4d", "source=timm", "tag=nope"], "has no tag 'nope'"),
     ],

@@ -239,7 +239,7 @@ def _fabricate_garbage(tree: Path) -> Dict[Path, str]:
     _write(unknown / SOURCE / TAG / "onnx" / "manifest.json", real.replace(VARIANT, "resnext999_1x1d"))
     _write(unknown / SOURCE / TAG / "onnx" / "model.onnx", "x" * 1000)
     _write(tag / "mindir-int8" / "manifest.json", real)
-    _write(tag / "tensorrt-fp16" / "manifest.json", real)
+    _write(tag / "tflite-fp16" / "manifest.json", real)
     _write(tree / VARIANT / SOURCE / "IMAGENET1K_V9" / "onnx" / "manifest.json", real)
     _write(tree / VARIANT / SOURCE / "IMAGENET1K_V2" / "onnx" / "model.onnx", "y" * 500)
     _write(tree / VARIANT / "timm" / "a1h_in1k" / "onnx" / "manifest.json", "{")
@@ -254,7 +254,7 @@ def _fabricate_garbage(tree: Path) -> Dict[Path, str]:
     return {
         unknown: "variant 'resnext999_1x1d' is not in the registry",
         tag / "mindir-int8": "precision int8 is not one of mindir's (fp32)",
-        tag / "tensorrt-fp16": "target 'tensorrt' is not a known target",
+        tag / "tflite-fp16": "target 'tflite' is not a known target",
         tree / VARIANT / SOURCE / "IMAGENET1K_V9": f"{VARIANT} from {SOURCE} has no tag 'IMAGENET1K_V9'",
         tree / VARIANT / SOURCE / "IMAGENET1K_V2" / "onnx": "no manifest.json",
         tree / VARIANT / "timm" / "a1h_in1k" / "onnx": "unreadable manifest.json",
