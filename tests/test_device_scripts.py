@@ -101,7 +101,7 @@ def test_bpu_scripts_with_the_stand_in_preprocess_as_the_registry_says(kits, val
     assert _counts(acc.stdout) == _expected(next(kit.glob("*.onnx")), inputs)
     perf = _run(kit, "infer_performance.sh", val, "--warm_up", "1", "--loop_count", "3")
     assert "published: 189.61 FPS at batch 1 int8 on RDK X5" in perf.stdout
-    text = (kit / "README.md").read_text()
+    text = (kit / "KIT.md").read_text()
     assert "bash infer_accuracy.sh" in text and "did not run here" in text
 
 

@@ -119,7 +119,7 @@ def test_kit_contents(tmp_path, canonical, no_hb_mapper):
     assert built.primary == kit / CONFIG
     assert len(built.files) == 104 + 4 and all(  # + the device scripts: device_eval.py, preprocess.json, two .sh
         p.resolve().is_relative_to(kit.resolve()) for p in built.files)
-    readme = (kit / "README.md").read_text()
+    readme = (kit / "KIT.md").read_text()
     assert f"hb_mapper makertbin --config {CONFIG} --model-type onnx" in readme
     assert f"hrt_model_exec perf --model_file {PREFIX}/{PREFIX}.bin" in readme  # where makertbin writes it
     assert built.info["device_run"] == f"hrt_model_exec perf --model_file {PREFIX}/{PREFIX}.bin"

@@ -105,7 +105,7 @@ def test_fp16_kit_holds_the_vendor_files_and_no_engine(fp16):
     target, job, built = fp16
     kit = job.stage
     names = sorted(p.name for p in built.files)
-    assert names == sorted(["README.md", "RESNEXT50_32X4D_CONFIG", "build_engine.py",
+    assert names == sorted(["KIT.md", "RESNEXT50_32X4D_CONFIG", "build_engine.py",
                             f"{VARIANT}_{BATCH}.onnx", f"{VARIANT}_sim.onnx", "inference.py", "preprocess.json",
                             f"infer_{VARIANT}_fp16_accuracy.sh", f"infer_{VARIANT}_fp16_performance.sh"])
     assert all(p.parent == kit and p.stat().st_size > 0 for p in built.files)
@@ -119,7 +119,7 @@ def test_fp16_kit_holds_the_vendor_files_and_no_engine(fp16):
         f"python3 build_engine.py --onnx {VARIANT}_{BATCH}.onnx --engine {engine} --precision fp16 --workspace-gib 4",
         f"ixrtexec --onnx {VARIANT}_{BATCH}.onnx --save_engine {engine} --precision fp16",
     ]
-    assert all(c in (kit / "README.md").read_text() for c in built.commands)
+    assert all(c in (kit / "KIT.md").read_text() for c in built.commands)
     summary = "\n".join(target.describe(job, built))
     assert "not installed" in summary and built.commands[0] in summary
     assert target.load(job, built) is None
@@ -222,7 +222,7 @@ def test_int8_kit_is_a_calibrated_qdq_model_close_to_fp32(int8):
     q = built.info["quantization"]
     assert (q["calibrate_method"], q["calibration_images"], q["bias_quantized"]) == ("Entropy", CALIB, False)
     # generated calibration: the README says so, and how to rebuild on real images
-    readme = (kit / "README.md").read_text()
+    readme = (kit / "KIT.md").read_text()
     assert "## Calibration" in readme and "GENERATED images" in readme and "int8 accuracy of this kit is unknown" in readme
     assert "target=ixrt precision=int8 calib_data=DIR" in readme
     x = np.stack([preprocess(im, job.input) for im in calibration_images(BATCH, 0)])

@@ -73,7 +73,7 @@ def test_without_tensorrt_the_int8_kit_is_complete_and_says_nothing_ran(int8):
     target, job, built = int8
     kit = job.stage
     assert sorted(p.name for p in built.files) == sorted(
-        ["README.md", "build_engine.py", f"{VARIANT}_{BATCH}.onnx", f"{VARIANT}_int8_qdq_{BATCH}.onnx"])
+        ["KIT.md", "build_engine.py", f"{VARIANT}_{BATCH}.onnx", f"{VARIANT}_int8_qdq_{BATCH}.onnx"])
     assert built.compiled is False and built.compiler == "tensorrt (not installed)" and not list(kit.glob("*.engine"))
     assert [c.name for c in built.checks if not c.passed] == []
     assert (kit / "build_engine.py").read_bytes() == Path(trt_engine.__file__).read_bytes()
@@ -83,7 +83,7 @@ def test_without_tensorrt_the_int8_kit_is_complete_and_says_nothing_ran(int8):
         "--workspace-gib 4",
         f"trtexec --onnx={VARIANT}_int8_qdq_{BATCH}.onnx --saveEngine={engine} --int8 --fp16 "
         "--memPoolSize=workspace:4096M"]
-    text = (kit / "README.md").read_text()
+    text = (kit / "KIT.md").read_text()
     assert all(c in text for c in built.commands) and "TensorRT did not run here: no engine was built" in text
     q = built.info["quantization"]
     assert (q["calib_images_used"], q["calib_batches"]) == (CALIB, CALIB // BATCH)
@@ -154,7 +154,7 @@ def test_with_a_gpu_compile_builds_in_a_child_and_the_run_check_needs_the_real_r
     checks = {c.name: c for c in built.checks}
     assert checks["engine built"].passed
     assert not checks["engine runs one batch"].passed  # the FAKE builds, but runs nothing
-    assert "The engine was built and run here" in (job.stage / "README.md").read_text()
+    assert "The engine was built and run here" in (job.stage / "KIT.md").read_text()
 
 
 class FakeTrt10:

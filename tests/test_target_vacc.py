@@ -133,7 +133,7 @@ def test_int8_kit_current_schema(tmp_path, canonical, no_vamc):
     assert built.commands == [f"vamc compile {KIT}_int8.yaml"]
     assert built.primary == kit / f"{KIT}_int8.yaml"
     assert all(p.is_file() and p.resolve().is_relative_to(kit.resolve()) for p in built.files)
-    # onnx, yaml, vdsp json, CALIBRATION.md, README.md, the device scripts (4), calibration images
+    # onnx, yaml, vdsp json, CALIBRATION.md, KIT.md, the device scripts (4), calibration images
     assert len(built.files) == 1 + 1 + 1 + 1 + 1 + 4 + 50
     note = (kit / "CALIBRATION.md").read_text()  # generated images: said plainly, with the way out
     assert "GENERATED images (50, seed 0" in note and "calib_data=DIR" in note

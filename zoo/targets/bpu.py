@@ -19,8 +19,8 @@ from zoo.errors import UserError
 from zoo.preprocess import resize_crop
 from zoo.registry.schema import InputSpec
 from zoo.targets.base import Built, Check, Target, TargetJob
-from zoo.targets.kit import (command_line, copy_onnx, describe_kit, files_under, inside_kit_check, kit_files,
-                             option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
+from zoo.targets.kit import (KIT_README, command_line, copy_onnx, describe_kit, files_under, inside_kit_check,
+                             kit_files, option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
                              write_calibration_note)
 from zoo.targets.device_scripts import readme_lines, script_checks, write_device_scripts
 from zoo.targets.onnx_checks import onnx_requirements
@@ -187,7 +187,7 @@ def mapper_steps(job: TargetJob, prepared: Path, cfg_path: Path) -> List[Tuple[L
             (["makertbin", "--config", cfg_path.name, "--model-type", "onnx"], "hb_mapper_makertbin.out")]
 
 
-README = "README.md"
+README = KIT_README
 
 
 def vendor_results() -> Dict[str, List[Any]]:

@@ -29,7 +29,7 @@ from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
 from zoo.targets.onnx_checks import RESNEXT_OPS, onnx_requirements
 from zoo.targets.device_scripts import script_checks
 from zoo.targets.ixrt_device import readme_lines, script_names, write_device_scripts
-from zoo.targets.kit import calibration_record, calibration_section, kit_files
+from zoo.targets.kit import KIT_README, calibration_record, calibration_section, kit_files
 
 # The vendor's quantiser (ixrt_common/quant.py) maps its --observer onto ONNX Runtime's calibration
 # method; the CONFIG names the one the kit's QDQ model was calibrated with, in the vendor's words.
@@ -78,7 +78,7 @@ class KitNames:
         return self.qdq if self.precision == "int8" else self.static
 
     builder = "build_engine.py"
-    readme = "README.md"
+    readme = KIT_README
 
 
 def kit_names(job: TargetJob) -> KitNames:

@@ -43,6 +43,10 @@ def find_tool(name: str) -> Optional[str]:
     return shutil.which(name)
 
 
+# A kit's own instructions. Not README.md: publishing an artifact writes its model card under that name.
+KIT_README = "KIT.md"
+
+
 def device_listed(tool: str, expect: str = "") -> bool:
     """Whether a device management tool (``ixsmi``, ``nvidia-smi``) lists a device with ``-L``."""
     exe = shutil.which(tool)

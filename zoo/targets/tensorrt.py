@@ -21,7 +21,7 @@ from zoo.errors import UserError
 from zoo.targets.base import Built, Runner, Target, TargetJob, run_static
 from zoo.targets.ixrt import (OBSERVER_OF_METHOD, int8_cosine_check, make_static, qdq_checks, quantize_int8,
                               run_builder, static_parity_check)
-from zoo.targets.kit import calibration_record, calibration_section, device_listed, kit_files
+from zoo.targets.kit import KIT_README, calibration_record, calibration_section, device_listed, kit_files
 from zoo.targets.onnx_checks import onnx_requirements
 
 PRECISIONS = ("fp16", "int8")
@@ -36,7 +36,7 @@ class TrtNames:
     batch: int
     precision: str
     builder: str = "build_engine.py"
-    readme: str = "README.md"
+    readme: str = KIT_README
 
     @property
     def static(self) -> str:

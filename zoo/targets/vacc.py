@@ -18,8 +18,8 @@ import yaml
 from zoo.errors import UserError
 from zoo.registry.schema import InputSpec
 from zoo.targets.base import Built, Check, Target, TargetJob
-from zoo.targets.kit import (Seq, command_line, copy_onnx, describe_kit, files_under, inside_kit_check, kit_files,
-                             option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
+from zoo.targets.kit import (KIT_README, Seq, command_line, copy_onnx, describe_kit, files_under, inside_kit_check,
+                             kit_files, option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
                              write_calibration_note)
 from zoo.targets.device_scripts import readme_lines, script_checks, write_device_scripts
 from zoo.targets.onnx_checks import onnx_requirements
@@ -333,7 +333,7 @@ def write_readme(job: TargetJob, cfg_path: Path, vdsp_path: Path, prepared: Path
     note = resize_note(job.input)
     if note:
         lines += ["", f"Note: {note}."]
-    path = job.stage / "README.md"
+    path = job.stage / KIT_README
     path.write_text("\n".join(lines) + "\n")
     return path
 
