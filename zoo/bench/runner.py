@@ -131,13 +131,11 @@ def runnable(artifact: Artifact) -> Optional[str]:
 
 
 def _worker_env(threads: int) -> Dict[str, str]:
-    import zoo
+    """The MindIR worker's environment (this zoo importable, MindSpore's log quiet), with the thread count."""
+    from zoo.targets.mindir import worker_env
 
-    env = dict(os.environ)
-    root = str(Path(zoo.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    env = worker_env()
     env["OMP_NUM_THREADS"] = str(threads)  # MindSpore's CPU kernels (and any OpenMP runtime) read it
-    env.setdefault("GLOG_v", "3")
     return env
 
 
