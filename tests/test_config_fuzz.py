@@ -23,7 +23,7 @@ from zoo.config.overrides import check_composition, check_overrides
 from zoo.config.schema import ZooConfig
 from zoo.errors import UserError
 from zoo.registry.loader import conf_dir
-from zoo.targets.options import OnnxOptions
+from zoo.targets.onnx_rt import OnnxOptions
 
 # each command with the overrides that make it otherwise valid
 COMMANDS = {

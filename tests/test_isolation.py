@@ -1,6 +1,7 @@
 """Crash isolation of sweep jobs: a child that segfaults is a recorded failed job, the parent goes on."""
 from __future__ import annotations
 
+import ast
 import ctypes
 import os
 import signal
@@ -8,20 +9,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from conftest import manifest_of, run_zoo
 from zoo.errors import SweepError, UserError
-from zoo.isolation import (
-    JobCrashed,
-    JobError,
-    apply_thread_limit,
-    raise_outcome,
-    run_isolated,
-    thread_env,
-    threads_per_job,
-)
+from zoo.sweep.child import JobCrashed, JobError, raise_outcome, run_isolated
+from zoo.sweep.launchers import thread_env, threads_per_job
 
 
 # Module-level, so the child finds them by reference (it gets this process's sys.path).
@@ -116,24 +111,35 @@ def test_onnxruntime_sessions_get_the_jobs_thread_share(tmp_path, monkeypatch):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
-    monkeypatch.setattr(ort.InferenceSession, "__init__", ort.InferenceSession.__init__)  # restored afterwards
-    monkeypatch.setenv("ZOO_THREADS", "1")
-    apply_thread_limit()
-    plain = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    assert plain.get_session_options().intra_op_num_threads == 1
-    mine = ort.SessionOptions()
-    mine.intra_op_num_threads = 2  # an explicit choice is kept
-    kept = ort.InferenceSession(str(tmp_path / "m.onnx"), mine, providers=["CPUExecutionProvider"])
-    assert kept.get_session_options().intra_op_num_threads == 2
+    from zoo import ort_session
+
+    model = tmp_path / "m.onnx"
+    monkeypatch.delenv("ZOO_THREADS", raising=False)
+    assert ort_session.session(model).get_session_options().intra_op_num_threads == 0  # ONNX Runtime's default
+    monkeypatch.setenv("ZOO_THREADS", "1")  # what the sweep layer gives a parallel job's child
+    assert ort_session.session(model).get_session_options().intra_op_num_threads == 1
+    assert ort_session.session(model, threads=2).get_session_options().intra_op_num_threads == 2  # explicit wins
+    assert ort_session.session(model.read_bytes()).get_session_options().intra_op_num_threads == 1
+    y = ort_session.runner(model, batch=1)(np.array([[-1, 2, -3, 4], [5, -6, 7, -8]], dtype=np.float32))
+    assert y.tolist() == [[0, 2, 0, 4], [5, 0, 7, 0]]  # Relu, run in static chunks of 1
+    # the zoo's own code makes no session any other way
+    root = Path(__file__).resolve().parents[1] / "zoo"
+    def makes_sessions(path: Path) -> bool:  # calls X.InferenceSession(...) (a string of the card's snippet does not)
+        return any(isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "InferenceSession"
+                   for n in ast.walk(ast.parse(path.read_text())))
+
+    makers = [p.relative_to(root).as_posix() for p in root.rglob("*.py") if makes_sessions(p)]
+    kit_scripts = {"targets/trt_engine.py", "targets/ixrt_engine.py", "targets/ixrt_inference.py", "targets/device_eval.py"}
+    assert set(makers) - kit_scripts == {"ort_session.py"}
 
 
 # Loaded by every Python process of the sweep below; only a job's child process (it runs
-# zoo.isolation) is changed: the job whose config has seed=1 segfaults before its command runs.
+# zoo.sweep.child) is changed: the job whose config has seed=1 segfaults before its command runs.
 _CRASH_SEED_1 = textwrap.dedent('''
     import sys
-    if any("zoo.isolation" in a for a in sys.orig_argv):
+    if any("zoo.sweep.child" in a for a in sys.orig_argv):
         import ctypes
-        import zoo.isolation as iso
+        import zoo.sweep.child as iso
         _capture = iso._capture
         def crash_seed_1(fn, args):
             if args and hasattr(args[0], "get") and args[0].get("seed") == 1:

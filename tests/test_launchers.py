@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import manifest_of, run_zoo
-from zoo.isolation import cpu_count
+from zoo.sweep.launchers import cpu_count
 from zoo.registry.loader import load_registry
 from zoo.registry.query import resolve_variant, select_weights
 
@@ -22,11 +22,11 @@ def _no_thread_override(monkeypatch):
 
 SOURCES = ("torchvision", "timm")
 
-# Loaded by every Python process of the sweep; a job's child (it runs zoo.isolation) writes, when it
+# Loaded by every Python process of the sweep; a job's child (it runs zoo.sweep.child) writes, when it
 # ends, the thread settings it ran with into ZOO_TEST_THREADS_DIR.
 _REPORT_THREADS = textwrap.dedent('''
     import atexit, json, os, sys
-    if any("zoo.isolation" in a for a in sys.orig_argv) and os.environ.get("ZOO_TEST_THREADS_DIR"):
+    if any("zoo.sweep.child" in a for a in sys.orig_argv) and os.environ.get("ZOO_TEST_THREADS_DIR"):
         def _report():
             torch = sys.modules.get("torch")
             seen = {"ZOO_THREADS": os.environ.get("ZOO_THREADS"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),

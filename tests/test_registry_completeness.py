@@ -82,10 +82,12 @@ def test_every_torchvision_resnext_weight_is_in_the_registry(reg):
 
 
 def test_int8_checkpoints_are_never_a_default_pick(reg):
-    from zoo.converters.sources import ADAPTERS, PREFERENCE
+    from zoo.converters.sources import convertible, default_source
 
-    # a convert without source= picks from PREFERENCE, and a sweep builds the ADAPTERS sources only
-    assert "torchvision_int8" not in PREFERENCE and "torchvision_int8" not in ADAPTERS
+    # a convert without source= picks from the convertible sources, and a sweep builds those only
+    assert "torchvision_int8" not in convertible()
+    for v in reg.variants.values():
+        assert default_source(v) != "torchvision_int8", v.name
     for _, w in _entries(reg, "torchvision_int8"):
         assert w.model_name.startswith("quantized_")
 

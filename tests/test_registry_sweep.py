@@ -17,11 +17,11 @@ import shutil
 import pytest
 
 from conftest import manifest_of, run_zoo
-from zoo.converters.sources import ADAPTERS
+from zoo.converters.sources import convertible
 from zoo.registry.loader import load_registry
 
 EXCLUDED = ("resnext101_32x48d", "resnext101_32x32d")
-SWEPT = [s for s in ADAPTERS if s != "mindcv"]
+SWEPT = [s for s in convertible() if s != "mindcv"]
 SOURCES = ",".join(SWEPT)
 SUMMARY = re.compile(r"^(\S+)  (\S+)/(\S+) -> onnx fp32\s+\[(\w+)\](  \(cache hit\))?$", re.M)
 

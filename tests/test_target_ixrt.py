@@ -25,7 +25,7 @@ from zoo.errors import UserError
 from zoo.targets import ixrt, ixrt_engine
 from zoo.targets.base import TargetJob, run_static
 from zoo.targets.ixrt import IxrtTarget
-from zoo.targets.options import IxrtOptions
+from zoo.targets.ixrt import IxrtOptions
 
 BATCH = 4
 CALIB = 8

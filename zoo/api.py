@@ -112,7 +112,7 @@ def lookup(model: str, source: Optional[str] = None, tag: Optional[str] = None) 
     return lookup_rows(reg, resolve_variant(reg, model), source, tag)
 
 
-def convert(model: str, *, source: Optional[str] = None, tag: Optional[str] = None, target: str = "onnx",
+def convert(model: str, *, source: Optional[str] = None, tag: Optional[str] = None, target: Optional[str] = None,
             precision: Optional[str] = None, weights: Union[str, PathLike] = "pretrained",
             out_dir: PathLike = "artifacts", force: bool = False, strict: bool = True, progress: bool = False,
             overrides: Optional[Mapping[str, Any]] = None) -> Artifact:
@@ -131,7 +131,7 @@ def convert(model: str, *, source: Optional[str] = None, tag: Optional[str] = No
                     manifest=m, cache_hit=result.cache_hit)
 
 
-def validate(model: str, *, source: Optional[str] = None, tag: Optional[str] = None, target: str = "onnx",
+def validate(model: str, *, source: Optional[str] = None, tag: Optional[str] = None, target: Optional[str] = None,
              precision: Optional[str] = None, data: Optional[PathLike] = None, golden: bool = False,
              weights: Union[str, PathLike] = "pretrained", out_dir: PathLike = "artifacts",
              overrides: Optional[Mapping[str, Any]] = None) -> ValidationReport:

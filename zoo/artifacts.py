@@ -13,7 +13,7 @@ from zoo.errors import Unavailable, UserError
 from zoo.registry.loader import load_registry
 from zoo.registry.query import effective_input, resolve_variant, select_weights
 from zoo.store import MANIFEST, read_manifest, sha256_of
-from zoo.targets import get_target
+from zoo.targets import get_target, target_classes
 from zoo.targets.base import Built, Runner, TargetJob
 
 
@@ -48,8 +48,9 @@ def open_artifact(folder: Path, manifest: Dict[str, Any], verify: bool = True) -
                       info=dict(manifest["artifact"].get("info", {})))
         runner = target.load(job, built) if built.compiled else None
         if runner is None:
+            runnable = [name for name, cls in target_classes().items() if cls.has_runtime]
             raise UserError(f"{manifest['target']} {manifest['precision']} artifacts have no runtime on this machine "
-                            f"({manifest['artifact']['compiler']}); validate onnx, openvino or mindir artifacts here")
+                            f"({manifest['artifact']['compiler']}); validate {', '.join(runnable)} artifacts here")
         yield runner, job
     finally:
         shutil.rmtree(work, ignore_errors=True)

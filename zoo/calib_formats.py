@@ -1,10 +1,11 @@
 """Calibration sets on disk, in each int8 toolchain's own format, and a reader for the ``.npy`` one.
 
 A set is a seeded, class-stratified sample of an image folder (``zoo.calibration``), written as:
-vacc, RGB JPEG files vamc decodes itself (RGB JPEGs copied byte for byte); bpu, hb_mapper's raw
-float32 CHW 0-255 ``.rgbchw`` files, resized and cropped per the variant's InputSpec; onnx and
-ixrt, float32 ``.npy`` files preprocessed and normalised exactly as the InputSpec says, which
-``NpyCalibrationReader`` feeds to ONNX Runtime's ``quantize_static``. The set is built in a staging
+each target's ``Target.calib_format`` says which kind: ``jpeg``, RGB JPEG files the toolchain decodes
+itself (copied byte for byte where the source is an RGB JPEG); ``rgbchw``, raw float32 CHW 0-255
+files resized and cropped per the variant's InputSpec; ``npy``, float32 ``.npy`` files preprocessed
+and normalised exactly as the InputSpec says, which ``NpyCalibrationReader`` feeds to ONNX Runtime's
+``quantize_static``. The set is built in a staging
 folder and renamed into place, with a ``manifest.json`` that lists every file and its sha256.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 
 from zoo.calibration import IMAGE_SUFFIXES, image_files, stratified_sample
 from zoo.errors import UserError
+from zoo.targets.base import NPY_FORMAT, CalibFormat
 from zoo.targets.quantize import StridedCalibrationReader
 from zoo.registry.schema import InputSpec
 from zoo.store import MANIFEST, sha256_of, staged, write_json
@@ -30,49 +32,19 @@ KIND = "zoo-calibration-set/1"
 PARALLEL_MIN = 32  # below this many images, starting worker processes costs more than it saves
 
 
-@dataclass(frozen=True)
-class CalibFormat:
-    kind: str          # jpeg | rgbchw | npy
-    folder: str        # the data sub-folder, named as the target's build kit names it
-    suffix: str        # the file suffix the target's tool picks files up by
-    needs_input: bool  # resized / cropped per the variant's InputSpec, so model= is required
-    filelist: bool     # a filelist.txt beside the data files
-    description: str
+def calibration_format(target: str) -> CalibFormat:
+    """The format ``target``'s int8 toolchain reads (``Target.calib_format``)."""
+    from zoo.targets import target_classes
+
+    formats = {name: cls.calib_format for name, cls in target_classes().items() if cls.calib_format is not None}
+    if target not in formats:
+        raise UserError(f"target {target} has no calibration format (it has no int8 calibration step); "
+                        f"calib writes for {', '.join(sorted(formats))}")
+    return formats[target]
 
 
-def _vacc_format() -> CalibFormat:
-    from zoo.targets import vacc
-
-    return CalibFormat("jpeg", vacc.CALIB_DIR, f".{vacc.CALIB_SUFFIX}", False, True,
-                       f"RGB JPEG at source size, decoded by vamc itself (sampler suffix {vacc.CALIB_SUFFIX})")
-
-
-def _bpu_format() -> CalibFormat:
-    from zoo.targets import bpu
-
-    # No filelist: hb_mapper reads every file in cal_data_dir as calibration data.
-    return CalibFormat("rgbchw", bpu.CALIB_DIR, bpu.CALIB_SUFFIX, True, False,
-                       "raw float32 RGB CHW, 0-255 (not normalised), resized and cropped per the InputSpec")
-
-
-def _npy_format() -> CalibFormat:
-    return CalibFormat("npy", "npy", ".npy", True, True,
-                       "float32 CHW .npy, resized, cropped and normalised per the InputSpec")
-
-
-# Targets with an int8 calibration step, and the format their toolchain reads.
-FORMATS: Dict[str, Callable[[], CalibFormat]] = {"vacc": _vacc_format, "bpu": _bpu_format,
-                                                 "onnx": _npy_format, "ixrt": _npy_format, "openvino": _npy_format,
-                                                 "tensorrt": _npy_format}
 # Where each target's yaml keeps its calibration size (the first key present wins).
 COUNT_KEYS: Tuple[Tuple[str, ...], ...] = (("calib_images",), ("quant", "calib_images"), ("int8", "calib_images"))
-
-
-def calibration_format(target: str) -> CalibFormat:
-    if target not in FORMATS:
-        raise UserError(f"target {target} has no calibration format (it has no int8 calibration step); "
-                        f"calib writes for {', '.join(sorted(FORMATS))}")
-    return FORMATS[target]()
 
 
 def default_count(options: Dict[str, Any]) -> Optional[int]:
@@ -255,7 +227,7 @@ def is_npy_set(folder: Path) -> bool:
 def _npy_folder(folder: Path) -> Path:
     """The folder holding filelist.txt: the set's ``npy/`` folder, or the set folder above it."""
     folder = Path(folder)
-    for candidate in (folder, folder / _npy_format().folder):
+    for candidate in (folder, folder / NPY_FORMAT.folder):
         if (candidate / FILELIST).is_file():
             return candidate
     raise UserError(f"{folder}: no {FILELIST}; build the set with `python -m zoo calib target=onnx ...`")

@@ -108,7 +108,8 @@ def _run_hydra(args: List[str]) -> None:
 
     from zoo.commands import COMMANDS
     from zoo.config.store import register
-    from zoo.isolation import JobCrashed, JobError, run_command_isolated  # also registers the presets' ${zoo.cpus:}
+    from zoo.sweep.child import JobCrashed, JobError
+    from zoo.sweep.launchers import run_command_isolated
     from zoo.registry.loader import conf_dir
 
     register()  # the typed schemas the configs extend
@@ -154,7 +155,7 @@ def _run_hydra(args: List[str]) -> None:
         sys.exit(1)
 
 
-# Sweep jobs of these commands run in a child process (zoo.isolation): they load native backends.
+# Sweep jobs of these commands run in a child process (zoo.sweep.child): they load native backends.
 ISOLATED_COMMANDS = ("convert", "validate", "calib", "publish")
 
 

@@ -225,7 +225,7 @@ def human_bytes(n: int) -> str:
 def current_config() -> Known:
     """The registry's checkpoints and the precisions each known target's yaml lists."""
     from zoo.registry.loader import conf_dir, load_registry, read_yaml
-    from zoo.targets import TARGETS
+    from zoo.targets import target_names
 
     reg = load_registry()
     weights: Dict[str, Dict[str, Set[str]]] = {}
@@ -233,7 +233,7 @@ def current_config() -> Known:
         for w in v.weights:
             weights.setdefault(v.name, {}).setdefault(w.source, set()).add(w.tag)
     precisions: Dict[str, List[str]] = {}
-    for name in TARGETS:
+    for name in target_names():
         path = conf_dir() / "target" / f"{name}.yaml"
         options = read_yaml(path) if path.is_file() else {}
         precisions[name] = [str(p) for p in (options or {}).get("precisions", [])]

@@ -26,18 +26,13 @@ from zoo.errors import UserError
 from zoo.store import write_atomic
 
 # Peak resident memory of a conversion = the frameworks themselves + a factor x its fp32 weight bytes,
-# in two regimes (the factors are measured peaks, rounded up; each stage's peak is in the manifest).
+# in two regimes, each target's own (Target.memory_factor, Target.streamed_memory_factor; measured
+# peaks, rounded up; each stage's peak is in the manifest). Under protobuf's 2 GiB limit the whole
+# model is held several times at once: torch's exporter (Conv+BN folding), onnxsim (a serialised copy
+# and its own) and ONNX Runtime at its full optimisation level in validation: 5.7x on resnext101_32x16d
+# and 5.9x on 32x32d (the validate stage). Over it (the WSL 32x48d) the weights are streamed, onnxsim
+# is skipped and validation runs at the basic level.
 BASE_BYTES = 2**30  # torch / paddle / ONNX Runtime loaded, whatever the model (about 1 GiB measured)
-# Under protobuf's 2 GiB limit the whole model is held several times at once: torch's exporter (Conv+BN
-# folding), onnxsim (a serialised copy and its own) and ONNX Runtime at its full optimisation level in
-# validation. 5.7x on resnext101_32x16d and 5.9x on 32x32d (the validate stage), the same for openvino
-# and mindir, whose own work (MindSpore's export runs in a child) peaks lower.
-IN_MEMORY_FACTOR: Dict[str, float] = {"onnx": 6.0, "openvino": 6.0, "mindir": 6.0}
-# Over it (the WSL 32x48d) the weights are streamed, onnxsim is skipped and validation runs at the
-# basic level: 2.29-2.43x measured from both sources (bench/bench_wsl.py, the export stage); openvino
-# adds the plugin's own copy of the weights; mindir holds MindSpore's copy beside the saved state.
-STREAMED_FACTOR: Dict[str, float] = {"onnx": 2.5, "openvino": 3.0, "mindir": 4.0}
-DEFAULT_FACTOR = 6.0  # targets not measured yet (vendor kits: the ONNX work is the same)
 
 BUDGET_FRACTION = 0.85  # of physical memory, when memory_budget_gb is not given: room for the OS and caches
 GiB = 2**30
@@ -46,9 +41,11 @@ GiB = 2**30
 def estimate_peak_bytes(fp32_weight_bytes: int, target: str) -> int:
     """Estimated peak memory of converting a model with these weights to ``target``."""
     from zoo.converters.onnx_canonical import PROTOBUF_LIMIT
+    from zoo.targets import target_class
 
-    factors = STREAMED_FACTOR if fp32_weight_bytes >= PROTOBUF_LIMIT else IN_MEMORY_FACTOR
-    return BASE_BYTES + int(fp32_weight_bytes * factors.get(target, DEFAULT_FACTOR))
+    cls = target_class(target)
+    factor = cls.streamed_memory_factor if fp32_weight_bytes >= PROTOBUF_LIMIT else cls.memory_factor
+    return BASE_BYTES + int(fp32_weight_bytes * factor)
 
 
 def physical_memory_bytes() -> int:

@@ -26,10 +26,9 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
     # The composed model config, overrides included, must still satisfy the schema.
     variant = typed(Variant, OmegaConf.to_container(cfg.model, resolve=True), Path(f"model={cfg.model.name}"), "model.")
     variant.size = size_of(variant.arch)  # as the loader derives it: from the (possibly overridden) arch
-    from zoo.converters.sources import PREFERENCE
+    from zoo.converters.sources import default_source
 
-    source = cfg.source.name if cfg.get("source") is not None else next(
-        (s for s in PREFERENCE if any(w.source == s for w in variant.weights)), variant.weights[0].source)
+    source = default_source(variant, cfg.source.name if cfg.get("source") is not None else None)
     weights = select_weights(reg, variant, source, cfg.get("tag"))
 
     mode, wfile = str(cfg.weights), None

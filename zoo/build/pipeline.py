@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import shutil
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -20,7 +21,7 @@ from zoo.build.source_checks import fp32_bytes
 from zoo.build.target_checks import check_target
 from zoo.calibration import CalibrationSet
 from zoo.converters import disk
-from zoo.converters.sources import check_convertible
+from zoo.converters.sources import check_convertible, native_network
 from zoo.converters.stages import StageMeter
 from zoo.registry.query import effective_input
 from zoo.status import FAILED, checks_passed, status_of
@@ -103,6 +104,7 @@ def _build(req: ConvertRequest, target: Target, folder: Path, key: str) -> Resul
             precision=req.precision, options=req.options, onnx_path=canon.onnx_path, spec=req.spec, stage=stage,
             work=work, seed=req.seed, state_path=canon.state_path, calibration=CalibrationSet(req.calib_data, req.seed),
             calib_data=req.calib_data, progress=req.progress,
+            native_network=partial(native_network, req.weights),  # imports the adapter only when asked
         )
         with timer("prepare"):
             prepared = target.prepare(job)
@@ -110,7 +112,7 @@ def _build(req: ConvertRequest, target: Target, folder: Path, key: str) -> Resul
             built = target.compile(job, prepared)
         if req.accuracy is not None:
             from zoo.converters.accuracy_gate import gate
-            from zoo.targets.onnx_rt import ort_runner
+            from zoo.ort_session import runner as ort_runner
 
             built, checks["accuracy_control"] = gate(
                 req.accuracy, target, job, built,

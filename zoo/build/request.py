@@ -22,7 +22,7 @@ class ConvertRequest:
     variant: Variant
     weights: Weights
     spec: OnnxSpec
-    target: str = "onnx"
+    target: str
     precision: str = "fp32"
     options: Dict[str, Any] = field(default_factory=dict)  # conf/target/<target>.yaml, overrides applied
     calib_data: Optional[Path] = None  # a folder of calibration images (default: seeded generated ones)
@@ -64,16 +64,16 @@ def weights_identity(req: ConvertRequest) -> Dict[str, Any]:
 
 
 def source_tools(source: str) -> List[str]:
-    from zoo.converters.sources import TOOLS
+    from zoo.converters.sources import tools_of
 
-    return list(TOOLS[source])
+    return tools_of(source)
 
 
 def all_tools(req: ConvertRequest) -> List[str]:
-    from zoo.targets import TOOLS as TARGET_TOOLS
+    from zoo.targets import target_class
 
     own = source_tools(req.weights.source)
-    return own + [t for t in TARGET_TOOLS.get(req.target, []) if t not in own]
+    return own + [t for t in target_class(req.target).tools if t not in own]
 
 
 def export_spec(spec: OnnxSpec) -> OnnxSpec:

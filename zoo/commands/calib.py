@@ -45,7 +45,7 @@ def input_of(cfg: DictConfig, target: str, fmt: CalibFormat) -> Tuple[Optional[I
             raise UserError(f"calib target={target} writes resized data: name the variant, "
                             f"e.g. model=resnext50_32x4d [source=timm]")
         return None, {}
-    from zoo.converters.sources import PREFERENCE
+    from zoo.converters.sources import default_source
     from zoo.registry.loader import load_registry, typed
     from zoo.registry.query import effective_input, select_weights
     from zoo.registry.schema import Variant
@@ -53,8 +53,7 @@ def input_of(cfg: DictConfig, target: str, fmt: CalibFormat) -> Tuple[Optional[I
     reg = load_registry()
     # The composed model config, overrides included (model.input.size=...), as convert reads it.
     variant = typed(Variant, OmegaConf.to_container(cfg.model, resolve=True), Path(f"model={cfg.model.name}"), "model.")
-    source = cfg.source.name if cfg.get("source") is not None else next(
-        (s for s in PREFERENCE if any(w.source == s for w in variant.weights)), variant.weights[0].source)
+    source = default_source(variant, cfg.source.name if cfg.get("source") is not None else None)
     weights = select_weights(reg, variant, source, cfg.get("tag"))
     return effective_input(variant, weights), {"variant": variant.name, "source": weights.source, "tag": weights.tag}
 
@@ -80,11 +79,7 @@ def _size(records: List[Dict[str, Any]]) -> str:
 
 
 def use_line(fmt: CalibFormat, data: Path, set_folder: Path, n: int) -> str:
-    if fmt.kind == "jpeg":
-        return f"vamc yaml: dataset.path {data}  sampler.get_data_num {n}"
-    if fmt.kind == "rgbchw":
-        return f"hb_mapper yaml: calibration_parameters.cal_data_dir {data}"
-    return f"quantize_static(..., NpyCalibrationReader('{set_folder}', input_name, batch))  (zoo.calib_formats)"
+    return fmt.use.format(data=data, set_folder=set_folder, n=n)
 
 
 def summary(m: Dict[str, Any], folder: Path, fmt: CalibFormat) -> str:

@@ -23,7 +23,7 @@ from zoo.registry.schema import Variant, Weights
 
 def select_entry(cfg: DictConfig) -> Tuple[Variant, Weights]:
     """The variant (as composed, overrides included) and its (source, tag) weights entry."""
-    from zoo.converters.sources import PREFERENCE
+    from zoo.converters.sources import default_source
     from zoo.registry.loader import load_registry, typed
     from zoo.registry.query import resolve_variant, select_weights
 
@@ -32,8 +32,7 @@ def select_entry(cfg: DictConfig) -> Tuple[Variant, Weights]:
     reg = load_registry()
     resolve_variant(reg, cfg.model.name)
     variant = typed(Variant, OmegaConf.to_container(cfg.model, resolve=True), Path(f"model={cfg.model.name}"), "model.")
-    source = cfg.source.name if cfg.get("source") is not None else next(
-        (s for s in PREFERENCE if any(w.source == s for w in variant.weights)), variant.weights[0].source)
+    source = default_source(variant, cfg.source.name if cfg.get("source") is not None else None)
     return variant, select_weights(reg, variant, source, cfg.get("tag"))
 
 

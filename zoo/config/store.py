@@ -14,17 +14,20 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
+    from zoo.sweep.launchers import register_resolvers
+
     if not OmegaConf.has_resolver("zoo.groups"):
         OmegaConf.register_new_resolver("zoo.groups", _groups)
+    register_resolvers()  # the launcher presets' ${zoo.cpus:N}
 
     from zoo.config.hub import HUBS
     from zoo.config.schema import ZooConfig
-    from zoo.targets.options import OPTIONS
+    from zoo.targets import target_classes
 
     cs = ConfigStore.instance()
     cs.store(name="_zoo_root", node=ZooConfig)
-    for name, options in OPTIONS.items():
-        cs.store(group="_zoo_target", name=name, node=options)
+    for name, target in target_classes().items():
+        cs.store(group="_zoo_target", name=name, node=target.options)
     for name, hub in HUBS.items():
         cs.store(group="_zoo_hub", name=name, node=hub)
 

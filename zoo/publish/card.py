@@ -25,9 +25,8 @@ from zoo.registry.loader import Registry
 from zoo.registry.query import effective_input
 from zoo.registry.schema import InputSpec, Variant, Weights
 from zoo.status import FAILED, KIT, checks_passed
+from zoo.targets import get_target, target_class
 
-# Hub ``library_name`` per target; a vendor build kit has none (it is compiled by the vendor's SDK).
-LIBRARY = {"onnx": "onnx", "openvino": "openvino", "mindir": "mindspore"}
 IMAGENET = {"name": "ImageNet-1k", "type": "imagenet-1k", "split": "validation"}
 PARITY_DATASET = {"name": "seeded parity inputs (zoo.validators.inputs)", "type": "zoo-parity-inputs"}
 TASK = {"type": "image-classification", "name": "Image Classification"}
@@ -172,8 +171,9 @@ def front_matter(manifest: Dict[str, Any], reg: Registry, weights: Weights, repo
     if manifest["weights"]["mode"] == "random":
         tags.append("untrained")
     meta: Dict[str, Any] = {}
-    if manifest["target"] in LIBRARY:
-        meta["library_name"] = LIBRARY[manifest["target"]]
+    library = target_class(manifest["target"]).hub_library  # None for a vendor kit: the vendor's SDK runs it
+    if library:
+        meta["library_name"] = library
     meta.update({
         "license": weights.license, "datasets": ["imagenet-1k"], "pipeline_tag": "image-classification",
         "tags": list(dict.fromkeys(tags)),
@@ -364,24 +364,12 @@ _BASE_IMPORTS = ["import numpy as np", "from PIL import Image"]
 
 
 def _run_code(manifest: Dict[str, Any], cfg: Dict[str, Any]) -> Optional[Dict[str, List[str]]]:
-    """Imports, loading, and the line computing ``scores`` for ``x``; None for an uncompiled build kit."""
-    target, primary, a = manifest["target"], manifest["artifact"]["primary"], manifest["artifact"]
+    """Imports, loading, and the line computing ``scores`` for ``x``: the target's own snippet; None
+    for an uncompiled build kit."""
+    if not manifest["artifact"]["compiled"]:
+        return None
     x = "x" if cfg["input"]["dtype"] == "float32" else f'x.astype("{cfg["input"]["dtype"]}")'
-    if target == "onnx":
-        return {"imports": ["import onnxruntime as ort"],
-                "load": [f'session = ort.InferenceSession("{primary}", providers=["CPUExecutionProvider"])'],
-                "score": [f'scores = session.run(None, {{"{cfg["input"]["name"]}": {x}}})[0][0]']}
-    if target == "openvino":
-        hint = "f32" if manifest["precision"] == "fp32" else "f16"
-        config = f'{{"INFERENCE_PRECISION_HINT": "{hint}"}}'
-        return {"imports": ["import openvino as ov"],
-                "load": [f'model = ov.Core().compile_model("{primary}", "CPU", {config})'],
-                "score": [f"scores = model({x})[0][0]"]}
-    if target == "mindir" and a["compiled"]:
-        return {"imports": ["import mindspore as ms", "from mindspore import nn"],
-                "load": [f'graph = nn.GraphCell(ms.load("{primary}"))'],
-                "score": [f"scores = graph(ms.Tensor({x})).asnumpy()[0]"]}
-    return None
+    return get_target(manifest["target"]).usage_code(manifest, cfg["input"]["name"], x)
 
 
 def _usage_section(manifest: Dict[str, Any], spec: InputSpec, cfg: Dict[str, Any]) -> List[str]:

@@ -224,3 +224,10 @@ class Source:
     # Set for a zoo whose checkpoints are listed for their published figures only (no converter): why,
     # and what to run instead. ``convert`` answers with it.
     reference_only: Optional[str] = None
+    # The converter (``module:Class``, a SourceAdapter), None for a reference-only zoo; the packages whose
+    # versions identify an artifact built from it (read from metadata, without importing them); the
+    # pyproject extra that installs them; and its rank when a convert names no source (lowest first).
+    adapter: Optional[str] = None
+    tools: List[str] = field(default_factory=list)
+    extra: Optional[str] = None
+    preference: int = 100

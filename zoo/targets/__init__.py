@@ -1,43 +1,62 @@
-"""Targets, one module each; looked up by the name of their ``conf/target/<name>.yaml``."""
+"""Targets. A target is one module (a :class:`~zoo.targets.base.Target` subclass) plus one
+``conf/target/<name>.yaml``, whose ``plugin:`` key names the class. This is the only place that finds
+them: adding a target touches nothing else, and nothing else in the package names one.
+"""
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, List, Type
 
 from zoo.errors import UserError
 from zoo.targets.base import Target
 
-# target name -> "module:class"; imported on demand so one target never loads another's toolchain.
-TARGETS = {
-    "onnx": "zoo.targets.onnx_rt:OnnxTarget",
-    "openvino": "zoo.targets.openvino:OpenVinoTarget",
-    "mindir": "zoo.targets.mindir:MindirTarget",
-    "ixrt": "zoo.targets.ixrt:IxrtTarget",
-    "vacc": "zoo.targets.vacc:VaccTarget",
-    "bpu": "zoo.targets.bpu:BpuTarget",
-    "tensorrt": "zoo.targets.tensorrt:TensorrtTarget",
-}
-# The packages whose versions identify an artifact of each target (read without importing).
-TOOLS = {
-    "onnx": ["onnxruntime"],
-    "openvino": ["openvino", "nncf"],  # nncf quantizes the int8 IR
-    "mindir": ["mindspore"],
-    "ixrt": ["onnxruntime", "tensorrt", "ixrt"],
-    "vacc": ["onnxruntime"],
-    "bpu": ["onnxruntime"],
-    "tensorrt": ["onnxruntime", "tensorrt", "tensorrt-cu12"],
-}
 
-# The pyproject extra that installs what each target needs here.
-EXTRAS = {"onnx": "onnx", "openvino": "openvino,onnx", "mindir": "mindspore,onnx", "ixrt": "onnx", "vacc": "onnx",
-          "bpu": "onnx", "tensorrt": "onnx"}
+def _folder() -> Path:
+    from zoo.registry.loader import conf_dir
+
+    return conf_dir() / "target"
+
+
+def target_names() -> List[str]:
+    """The targets of the config folder in use (``ZOO_CONF`` may name a site copy with more)."""
+    return sorted(p.stem for p in _folder().glob("*.yaml"))
+
+
+@lru_cache(maxsize=64)
+def _plugin_of(path: Path, mtime: float) -> str:
+    from zoo.registry.loader import read_yaml
+
+    raw = read_yaml(path)
+    plugin = raw.get("plugin") if isinstance(raw, dict) else None
+    if not isinstance(plugin, str) or plugin.count(":") != 1:
+        raise UserError(f"{path}: give the target's class as plugin: module:Class (e.g. zoo.targets.onnx_rt:OnnxTarget)")
+    return plugin
+
+
+def target_class(name: str) -> Type[Target]:
+    """The Target class of ``conf/target/<name>.yaml``, imported (target modules load no toolchain)."""
+    path = _folder() / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown target '{name}': choose one of {', '.join(target_names())}")
+    plugin = _plugin_of(path, path.stat().st_mtime)
+    module, cls = plugin.split(":")
+    try:
+        found = getattr(importlib.import_module(module), cls)
+    except ImportError as e:
+        raise UserError(f"target '{name}' needs a package that is not installed ({e.name}); "
+                        f"see {path.name}'s plugin {plugin}") from None
+    except AttributeError:
+        raise UserError(f"{path}: plugin {plugin}: no class {cls} in {module}") from None
+    if not (isinstance(found, type) and issubclass(found, Target)):
+        raise UserError(f"{path}: plugin {plugin} is not a zoo.targets.base.Target")
+    return found
+
+
+def target_classes() -> Dict[str, Type[Target]]:
+    return {name: target_class(name) for name in target_names()}
 
 
 def get_target(name: str) -> Target:
-    if name not in TARGETS:
-        raise UserError(f"unknown target '{name}': choose one of {', '.join(TARGETS)}")
-    module, cls = TARGETS[name].split(":")
-    try:
-        return getattr(importlib.import_module(module), cls)()
-    except ImportError as e:
-        raise UserError(f"target '{name}' needs a package that is not installed ({e.name}); "
-                        f"install it with: pip install 'resnext-zoo[{EXTRAS[name]}]'") from None
+    return target_class(name)()

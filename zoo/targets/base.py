@@ -10,13 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
 from zoo.calibration import CalibrationSet
 from zoo.converters.spec import OnnxSpec
 from zoo.errors import UserError
+from zoo.targets.options import ExportOptions
 from zoo.registry.schema import InputSpec, Variant, Weights
 
 # A loaded artifact: a normalised NCHW float32 batch in, the registry's output semantics out.
@@ -43,6 +44,28 @@ class TargetJob:
     calibration: Optional[CalibrationSet] = None
     calib_data: Optional[Path] = None  # the user's calib_data folder (images, or a `zoo calib` set)
     progress: bool = True
+    # framework -> the source's own network there, or None (SourceAdapter.native_network)
+    native_network: Callable[[str], Optional[Dict[str, str]]] = lambda framework: None
+
+
+@dataclass(frozen=True)
+class CalibFormat:
+    """How a target's int8 toolchain reads calibration data (``zoo calib`` writes it; zoo.calib_formats)."""
+
+    kind: str          # jpeg | rgbchw | npy: which writer makes each file
+    folder: str        # the data sub-folder, named as the target's build kit names it
+    suffix: str        # the file suffix the target's tool picks files up by
+    needs_input: bool  # resized / cropped per the variant's InputSpec, so model= is required
+    filelist: bool     # a filelist.txt beside the data files
+    description: str
+    use: str           # how to point the toolchain at the set: {data}, {set_folder} and {n} filled in
+
+
+# Float32 CHW .npy files, normalised: what ONNX Runtime's and NNCF's calibration readers take.
+NPY_FORMAT = CalibFormat("npy", "npy", ".npy", True, True,
+                         "float32 CHW .npy, resized, cropped and normalised per the InputSpec",
+                         "quantize_static(..., NpyCalibrationReader('{set_folder}', input_name, batch))"
+                         "  (zoo.calib_formats)")
 
 
 @dataclass
@@ -82,11 +105,28 @@ class Built:
 
 
 class Target(ABC):
-    """One artifact format. Subclasses live in ``zoo/targets/<name>.py``."""
+    """One artifact format: a subclass in ``zoo/targets/<module>.py`` plus ``conf/target/<name>.yaml``,
+    whose ``plugin:`` names the class. Everything the rest of the package needs to know about a target
+    is on its class; ``zoo.targets`` finds it from the YAML."""
 
     name: str
+    options: ClassVar[Type[ExportOptions]] = ExportOptions  # the YAML's typed schema
+    tools: ClassVar[Tuple[str, ...]] = ("onnxruntime",)  # packages whose versions identify an artifact
+    extra: ClassVar[str] = "onnx"  # the pyproject extra that installs what it needs here
+    # Peak memory of a conversion / fp32 weight bytes (zoo.memory_gate): models held in memory, and
+    # giants past protobuf's 2 GiB limit whose weights are streamed. Measured peaks, rounded up.
+    memory_factor: ClassVar[float] = 6.0
+    streamed_memory_factor: ClassVar[float] = 6.0
+    calib_format: ClassVar[Optional[CalibFormat]] = None  # None: no int8 calibration step
+    hub_library: ClassVar[Optional[str]] = None  # the Hub's library_name; None: a vendor's SDK runs it
+    has_runtime: ClassVar[bool] = False  # whether its artifacts can run on a CPU machine (validate, bench)
     needs_state: bool = False  # True: the pipeline saves the canonical-named source weights for it
     restores_accuracy: bool = False  # True: int8 layers can go back to float (``restore_accuracy``)
+
+    def usage_code(self, manifest: Dict[str, Any], input_name: str, x: str) -> Optional[Dict[str, List[str]]]:
+        """For the model card: the ``imports``, the ``load`` lines and the ``score`` line computing
+        ``scores`` for the preprocessed batch expression ``x``; None where the artifact is a kit."""
+        return None
 
     def writes_own_weights(self, precision: str) -> bool:
         """Whether the artifact holds a new copy of the weights on disk (the free-space estimate)."""

@@ -9,6 +9,7 @@ hb_mapper is installed, and only they write the .bin.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -18,12 +19,30 @@ import yaml
 from zoo.errors import UserError
 from zoo.preprocess import resize_crop
 from zoo.registry.schema import InputSpec
-from zoo.targets.base import Built, Check, Target, TargetJob
+from zoo.config import bounds
+from zoo.targets.options import ExportOptions
+from zoo.targets.base import Built, CalibFormat, Check, Target, TargetJob
 from zoo.targets.kit import (KIT_README, command_line, copy_onnx, describe_kit, files_under, inside_kit_check,
                              kit_files, option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
                              write_calibration_note)
 from zoo.targets.device_scripts import readme_lines, script_checks, write_device_scripts
 from zoo.targets.onnx_checks import onnx_requirements
+
+
+@dataclass
+class BpuOptions(ExportOptions):
+    march: str = "bayes-e"
+    input_type_rt: str = "nv12"
+    input_layout_rt: str = "NHWC"
+    compile_mode: str = "latency"
+    optimize_level: str = "O3"
+    calib_images: int = 100
+    calibration_type: str = "default"
+    compile_timeout_s: float = 7200.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bounds.above("target.compile_timeout_s", self.compile_timeout_s, "give seconds (> 0)")
 
 TOOL = "hb_mapper"
 MARCHES = ("bayes-e", "bayes", "bernoulli2")  # RDK X5, RDK Ultra, RDK X3
@@ -237,6 +256,12 @@ def write_readme(job: TargetJob, steps: List[Tuple[List[str], str]], prefix: str
 
 class BpuTarget(Target):
     name = "bpu"
+    options = BpuOptions
+    # No filelist: hb_mapper reads every file in cal_data_dir as calibration data.
+    calib_format = CalibFormat(
+        "rgbchw", CALIB_DIR, CALIB_SUFFIX, True, False,
+        "raw float32 RGB CHW, 0-255 (not normalised), resized and cropped per the InputSpec",
+        "hb_mapper yaml: calibration_parameters.cal_data_dir {data}")
 
     def check_options(self, options: Dict[str, Any], precision: str) -> None:
         super().check_options(options, precision)

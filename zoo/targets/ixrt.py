@@ -17,7 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -25,11 +25,42 @@ import numpy as np
 
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name
 from zoo.errors import UserError
-from zoo.targets.base import Built, Check, Runner, Target, TargetJob, run_static
+from zoo.ort_session import runner as ort_runner
+from zoo.config import bounds
+from zoo.targets.options import ExportOptions
+from zoo.targets.base import NPY_FORMAT, Built, Check, Runner, Target, TargetJob, run_static
 from zoo.targets.onnx_checks import RESNEXT_OPS, onnx_requirements
 from zoo.targets.device_scripts import script_checks
 from zoo.targets.ixrt_device import readme_lines, script_names, write_device_scripts
 from zoo.targets.kit import KIT_README, calibration_record, calibration_section, kit_files
+
+
+@dataclass
+class IxrtQuantOptions:
+    seed: int = 42
+    calib_images: int = 96
+    disable_quant_list: List[str] = field(default_factory=list)
+    method: str = "Entropy"
+    check_images: int = 8
+    min_cosine: float = 0.99
+
+    def __post_init__(self) -> None:
+        for key in ("calib_images", "check_images"):
+            bounds.at_least(f"target.quant.{key}", getattr(self, key), 1, "must be a positive integer")
+        if not -1 <= self.min_cosine <= 1:
+            raise UserError(f"target.quant.min_cosine={self.min_cosine}: give a cosine from -1 to 1")
+
+
+@dataclass
+class IxrtOptions(ExportOptions):
+    quant: IxrtQuantOptions = field(default_factory=IxrtQuantOptions)
+    workspace_gib: float = 4.0
+    build_timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bounds.above("target.workspace_gib", self.workspace_gib, "must be a positive number of GiB")
+        bounds.above("target.build_timeout_s", self.build_timeout_s, "give seconds (> 0)")
 
 # The vendor's quantiser (ixrt_common/quant.py) maps its --observer onto ONNX Runtime's calibration
 # method; the CONFIG names the one the kit's QDQ model was calibrated with, in the vendor's words.
@@ -165,15 +196,6 @@ def copy_onnx(src: Path, dst: Path) -> List[Path]:
     from zoo.converters.onnx_canonical import save
 
     return save(onnx.load(str(src), load_external_data=True), dst)
-
-
-def ort_runner(path: Path) -> Runner:
-    """One ONNX Runtime CPU session over ``path``: float32 batch in, float32 output out."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: np.asarray(sess.run(None, {name: x})[0], dtype=np.float32)
 
 
 def dynamic_outputs(path: Path, x: np.ndarray) -> np.ndarray:
@@ -498,6 +520,9 @@ def readme(job: TargetJob, names: KitNames, commands: List[str], quant: Optional
 
 class IxrtTarget(Target):
     name = "ixrt"
+    options = IxrtOptions
+    tools = ("onnxruntime", "tensorrt", "ixrt")
+    calib_format = NPY_FORMAT
 
     def check_options(self, options: Dict[str, Any], precision: str) -> None:
         super().check_options(options, precision)

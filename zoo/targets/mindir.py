@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -25,8 +26,19 @@ import numpy as np
 import zoo
 from zoo.errors import UserError
 from zoo.registry.schema import Arch
+from zoo.config import bounds
+from zoo.targets.options import ExportOptions
 from zoo.targets.base import Built, Check, NativeSession, Runner, Target, TargetJob
 from zoo.targets.mindir_worker import PATH_KEYS  # the worker module imports MindSpore only inside its commands
+
+
+@dataclass
+class MindirOptions(ExportOptions):
+    worker_timeout_s: Optional[float] = 1800.0  # null: no limit
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bounds.above("target.worker_timeout_s", self.worker_timeout_s, "give seconds (> 0), or null for no limit")
 
 WORKER = "zoo.targets.mindir_worker"
 ARTIFACT = "model.mindir"
@@ -132,7 +144,20 @@ def _make_readable(paths: List[Path]) -> None:
 
 class MindirTarget(Target):
     name = "mindir"
+    options = MindirOptions
+    tools = ("mindspore",)
+    extra = "mindspore,onnx"
+    memory_factor, streamed_memory_factor = 6.0, 4.0  # streamed: MindSpore's copy beside the saved state
+    hub_library = "mindspore"
+    has_runtime = True
     needs_state = True
+
+    def usage_code(self, manifest: Dict[str, Any], input_name: str, x: str) -> Optional[Dict[str, List[str]]]:
+        if not manifest["artifact"]["compiled"]:
+            return None
+        return {"imports": ["import mindspore as ms", "from mindspore import nn"],
+                "load": [f'graph = nn.GraphCell(ms.load("{manifest["artifact"]["primary"]}"))'],
+                "score": [f"scores = graph(ms.Tensor({x})).asnumpy()[0]"]}
 
     def check_options(self, options: Dict[str, Any], precision: str) -> None:
         super().check_options(options, precision)
@@ -146,8 +171,9 @@ class MindirTarget(Target):
     def export_request(self, job: TargetJob, state: Path, out: Path) -> Dict[str, Any]:
         request = {"arch": arch_request(job.variant.arch), "state": str(state), "out": str(out),
                    "size": int(job.input.size), "batch": static_batch(job.options), "softmax": outputs_probs(job)}
-        if job.weights.source == "mindcv":
-            request["mindcv"] = job.weights.model_name  # export MindCV's own network with the weights
+        native = job.native_network("mindspore")
+        if native:
+            request["native"] = native  # export the source's own MindSpore network with the weights
         return request
 
     def compile(self, job: TargetJob, prepared: Path) -> Built:
@@ -188,7 +214,7 @@ class MindirTarget(Target):
         request["report"] = "export-report.json"
         (job.stage / KIT_REQUEST).write_text(json.dumps(request, indent=1))
         # the worker takes relative paths from the request's folder, so the kit runs wherever it is copied
-        extra = "mindcv" if "mindcv" in request else "mindspore"
+        extra = request["native"]["extra"] if "native" in request else "mindspore"
         commands = [f"pip install 'resnext-zoo[{extra}]'",
                     f"python -m {WORKER} export {KIT_REQUEST}   # in this folder"]
         return Built(files=[job.stage / KIT_REQUEST, weights], primary=job.stage / KIT_REQUEST, compiled=False,

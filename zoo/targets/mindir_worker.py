@@ -56,19 +56,25 @@ def written_files(out: Path) -> tuple[str, List[str]]:
     return primary.name, [str(f.relative_to(out.parent)) for f in files]
 
 
+def _function(path: str) -> Any:
+    """``module:function``, imported."""
+    import importlib
+
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def export(req: Dict[str, Any]) -> int:
     """Build the net, map the canonical weights onto it, export MindIR, report what was written."""
     ms = setup_cpu()
     from zoo.targets.mindspore_net import ResNeXt, canonical_name, load_state, state_mismatch
 
-    if req.get("mindcv"):  # a MindCV source: MindCV's own network, not one rebuilt from the spec
-        from mindcv.models import create_model
-
-        from zoo.converters.sources.mindcv_names import to_canonical
-
+    native = req.get("native")
+    if native:  # the source's own MindSpore network (SourceAdapter.native_network), not one rebuilt from the spec
         if req["softmax"]:
-            raise ValueError("MindCV's networks end in logits; a softmax head is not exported for them")
-        net, name_of = create_model(req["mindcv"], num_classes=int(req["arch"]["num_classes"])), to_canonical
+            raise ValueError("the source's own networks end in logits; a softmax head is not exported for them")
+        factory, name_of = _function(native["factory"]), _function(native["names"])
+        net = factory(native["model"], num_classes=int(req["arch"]["num_classes"]))
     else:
         net, name_of = ResNeXt(req["arch"], softmax=bool(req["softmax"])), canonical_name
     net.set_train(False)

@@ -110,11 +110,9 @@ def runner_of(model: Any, batch: Optional[int]) -> Runner:
             model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
         return lambda x: run_static(lambda c: np.asarray(request.infer({0: c})[0], dtype=np.float32).copy(), x, batch)
-    import onnxruntime as ort
+    from zoo.ort_session import runner
 
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: run_static(lambda c: np.asarray(sess.run(None, {name: c})[0], dtype=np.float32), x, batch)
+    return runner(model.SerializeToString(), batch)
 
 
 def float_layers(model: Any) -> List[str]:

@@ -8,36 +8,61 @@ images preprocessed exactly as the registry says.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from zoo.converters.onnx_canonical import PROTOBUF_LIMIT, external_data_name, save
+from zoo import ort_session
 from zoo.errors import UserError
-from zoo.targets.base import Built, Check, NativeSession, Runner, Target, TargetJob, run_static
+from zoo.config import bounds
+from zoo.targets.options import ExportOptions
+from zoo.targets.base import NPY_FORMAT, Built, Check, NativeSession, Runner, Target, TargetJob
 from zoo.targets.kit import copy_onnx
 from zoo.targets.quantize import METHODS, TYPES, calibration_reader, count_qdq, quantize_qdq
 
 
-def ort_runner(path: Path, batch: Optional[int], threads: int = 0) -> Runner:
-    """A float32-in, float32-out runner over an ONNX Runtime CPU session."""
-    import numpy as np
-    import onnxruntime as ort
+@dataclass
+class Fp16Options:
+    keep_io_types: bool = True
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
 
-    def run(x):
-        return run_static(lambda c: np.asarray(sess.run(None, {name: c})[0], dtype=np.float32), x, batch)
+@dataclass
+class OrtInt8Options:
+    calib_images: int = 32
+    calibrate_method: str = "MinMax"
+    per_channel: bool = True
+    activation_type: str = "QUInt8"
+    weight_type: str = "QInt8"
+    activation_symmetric: bool = False
+    weight_symmetric: bool = True
 
-    return run
+    def __post_init__(self) -> None:
+        bounds.at_least("target.int8.calib_images", self.calib_images, 1, "give at least 1 calibration image")
+
+
+@dataclass
+class OnnxOptions(ExportOptions):
+    fp16: Fp16Options = field(default_factory=Fp16Options)
+    int8: OrtInt8Options = field(default_factory=OrtInt8Options)
 
 
 class OnnxTarget(Target):
     name = "onnx"
+    options = OnnxOptions
+    tools = ("onnxruntime",)
+    extra = "onnx"
+    memory_factor, streamed_memory_factor = 6.0, 2.5  # streamed: 2.29-2.43x measured (bench/bench_wsl.py)
+    calib_format = NPY_FORMAT
+    hub_library = "onnx"
+    has_runtime = True
     restores_accuracy = True
+
+    def usage_code(self, manifest: Dict[str, Any], input_name: str, x: str) -> Optional[Dict[str, List[str]]]:
+        primary = manifest["artifact"]["primary"]
+        return {"imports": ["import onnxruntime as ort"],
+                "load": [f'session = ort.InferenceSession("{primary}", providers=["CPUExecutionProvider"])'],
+                "score": [f'scores = session.run(None, {{"{input_name}": {x}}})[0][0]']}
 
     def check_options(self, options, precision) -> None:
         super().check_options(options, precision)
@@ -127,10 +152,8 @@ class OnnxTarget(Target):
     def native_session(self, primary: Path, precision: str, threads: int, batch: int) -> Optional[NativeSession]:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1  # one request at a time: the sequential executor uses intra-op threads only
-        sess = ort.InferenceSession(str(primary), opts, providers=["CPUExecutionProvider"])
+        # one request at a time: the sequential executor uses intra-op threads only
+        sess = ort_session.session(primary, threads, sequential=True)
         inp = sess.get_inputs()[0]
         dtype = {"tensor(float16)": "float16"}.get(inp.type, "float32")
         name = inp.name
@@ -138,7 +161,7 @@ class OnnxTarget(Target):
                              runtime=f"onnxruntime {ort.__version__}")
 
     def load(self, job: TargetJob, built: Built) -> Optional[Runner]:
-        return ort_runner(built.primary, None if job.spec.dynamic_batch else job.spec.batch)
+        return ort_session.runner(built.primary, None if job.spec.dynamic_batch else job.spec.batch)
 
 
 def _qdq_check(path: Path) -> Tuple[Dict[str, int], Check]:

@@ -7,10 +7,26 @@ every other int8 target (``zoo.targets.nncf_quantize``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
-from zoo.targets.base import Built, Check, NativeSession, Runner, Target, TargetJob, run_static
+from zoo.config import bounds
+from zoo.targets.options import ExportOptions
+from zoo.targets.base import NPY_FORMAT, Built, Check, NativeSession, Runner, Target, TargetJob, run_static
+
+
+@dataclass
+class NncfInt8Options:
+    calib_images: int = 32
+
+    def __post_init__(self) -> None:
+        bounds.at_least("target.int8.calib_images", self.calib_images, 1, "give at least 1 calibration image")
+
+
+@dataclass
+class OpenVinoOptions(ExportOptions):
+    int8: NncfInt8Options = field(default_factory=NncfInt8Options)
 
 
 def inference_config(core, precision: str) -> dict:
@@ -25,7 +41,25 @@ def inference_config(core, precision: str) -> dict:
 
 class OpenVinoTarget(Target):
     name = "openvino"
+    options = OpenVinoOptions
+    tools = ("openvino", "nncf")  # nncf quantizes the int8 IR
+    extra = "openvino,onnx"
+    memory_factor, streamed_memory_factor = 6.0, 3.0  # streamed: the plugin holds its own copy of the weights
+    calib_format = NPY_FORMAT
+    hub_library = "openvino"
+    has_runtime = True
     restores_accuracy = True
+
+    def usage_code(self, manifest: Dict[str, Any], input_name: str, x: str) -> Optional[Dict[str, List[str]]]:
+        # the same precision choice as inference_config: f16 only where the CPU computes in it
+        load = ["core = ov.Core()"]
+        if manifest["precision"] == "fp16":
+            load += ['fp16 = "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")',
+                     'config = {"INFERENCE_PRECISION_HINT": "f16"} if fp16 else {}']
+        else:
+            load.append('config = {"INFERENCE_PRECISION_HINT": "f32"}')
+        load.append(f'model = core.compile_model("{manifest["artifact"]["primary"]}", "CPU", config)')
+        return {"imports": ["import openvino as ov"], "load": load, "score": [f"scores = model({x})[0][0]"]}
 
     def prepare(self, job: TargetJob) -> Path:
         return job.onnx_path  # OpenVINO reads the canonical ONNX directly

@@ -18,11 +18,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from zoo.errors import UserError
-from zoo.targets.base import Built, Runner, Target, TargetJob, run_static
-from zoo.targets.ixrt import (OBSERVER_OF_METHOD, int8_cosine_check, make_static, qdq_checks, quantize_int8,
+from zoo.targets.base import NPY_FORMAT, Built, Runner, Target, TargetJob, run_static
+from zoo.targets.ixrt import (OBSERVER_OF_METHOD, IxrtOptions, int8_cosine_check, make_static, qdq_checks, quantize_int8,
                               run_builder, static_parity_check)
 from zoo.targets.kit import KIT_README, calibration_record, calibration_section, device_listed, kit_files
 from zoo.targets.onnx_checks import onnx_requirements
+
+
+@dataclass
+class TensorrtOptions(IxrtOptions):
+    """The same keys as ixRT's: a static batch, the symmetric QDQ recipe, the builder's pool and time limit."""
 
 PRECISIONS = ("fp16", "int8")
 BUILDER_SOURCE = Path(__file__).with_name("trt_engine.py")
@@ -110,6 +115,9 @@ def readme(job: TargetJob, names: TrtNames, commands: List[str], quant: Optional
 
 class TensorrtTarget(Target):
     name = "tensorrt"
+    options = TensorrtOptions
+    tools = ("onnxruntime", "tensorrt", "tensorrt-cu12")
+    calib_format = NPY_FORMAT
 
     def check_options(self, options: Dict[str, Any], precision: str) -> None:
         super().check_options(options, precision)

@@ -9,6 +9,7 @@ model suite (under ``deploy_weights/``) only exists where vamc itself ran.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -17,12 +18,31 @@ import yaml
 
 from zoo.errors import UserError
 from zoo.registry.schema import InputSpec
-from zoo.targets.base import Built, Check, Target, TargetJob
+from zoo.config import bounds
+from zoo.targets.options import ExportOptions
+from zoo.targets.base import Built, CalibFormat, Check, Target, TargetJob
 from zoo.targets.kit import (KIT_README, Seq, command_line, copy_onnx, describe_kit, files_under, inside_kit_check,
                              kit_files, option_choice, require_batch_one, require_rgb_nchw, run_compiler, schema_check,
                              write_calibration_note)
 from zoo.targets.device_scripts import readme_lines, script_checks, write_device_scripts
 from zoo.targets.onnx_checks import onnx_requirements
+
+
+@dataclass
+class VaccOptions(ExportOptions):
+    schema: str = "current"
+    cluster_mode: int = 0
+    calibrate_mode: str = "max"
+    quantize_per_channel: bool = True
+    calib_images: int = 50
+    runtime_batch: int = 1
+    compile_timeout_s: float = 7200.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bounds.at_least("target.calib_images", self.calib_images, 1, "give at least 1 calibration image")
+        bounds.at_least("target.runtime_batch", self.runtime_batch, 1, "give a positive batch")
+        bounds.above("target.compile_timeout_s", self.compile_timeout_s, "give seconds (> 0)")
 
 TOOL = "vamc"
 SCHEMAS = ("current", "legacy")
@@ -355,6 +375,11 @@ def device_run(job: TargetJob, vdsp_path: Path, suite_prefix: Optional[Path]) ->
 
 class VaccTarget(Target):
     name = "vacc"
+    options = VaccOptions
+    calib_format = CalibFormat(
+        "jpeg", CALIB_DIR, f".{CALIB_SUFFIX}", False, True,
+        f"RGB JPEG at source size, decoded by vamc itself (sampler suffix {CALIB_SUFFIX})",
+        "vamc yaml: dataset.path {data}  sampler.get_data_num {n}")
 
     def check_options(self, options: Dict[str, Any], precision: str) -> None:
         super().check_options(options, precision)

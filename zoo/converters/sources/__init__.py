@@ -1,49 +1,76 @@
-"""Source adapters, one module each; looked up by the registry's source name."""
+"""Source adapters. A source is one module here plus one ``conf/source/<name>.yaml``, whose ``adapter:``
+names the class and whose ``tools``, ``extra`` and ``preference`` say the rest; this is the only place
+that looks them up, so nothing else in the package names a source.
+"""
 from __future__ import annotations
 
 import importlib
+from typing import Dict, List, Optional, Type
 
 from zoo.converters.sources.base import SourceAdapter
 from zoo.errors import Unavailable, UserError
+from zoo.registry.schema import Source, Variant, Weights
 
-# source name -> "module:class"; imported on demand so one backend never loads another's library.
-ADAPTERS = {
-    "torchvision": "zoo.converters.sources.torchvision:TorchvisionAdapter",
-    "timm": "zoo.converters.sources.timm:TimmAdapter",
-    "mmcls": "zoo.converters.sources.mmcls:MmclsAdapter",
-    "ppcls": "zoo.converters.sources.ppcls:PpclsAdapter",
-    "mindcv": "zoo.converters.sources.mindcv:MindcvAdapter",
-}
-# The packages whose versions identify an artifact built from each source (read without importing).
-TOOLS = {
-    "torchvision": ["torch", "torchvision", "onnx", "onnxsim", "onnxruntime"],
-    "timm": ["torch", "timm", "safetensors", "onnx", "onnxsim", "onnxruntime"],
-    "mmcls": ["torch", "mmpretrain", "mmengine", "mmcv-lite", "onnx", "onnxsim", "onnxruntime"],
-    "ppcls": ["paddlepaddle", "paddle2onnx", "onnx", "onnxsim", "onnxruntime"],
-    # MindCV runs the reference; torch exports the ONNX (MindSpore's ONNX export fails on the network)
-    "mindcv": ["mindspore", "mindcv", "torch", "torchvision", "onnx", "onnxsim", "onnxruntime"],
-}
-# Preference when the user names no source: the reference implementation first.
-PREFERENCE = ("torchvision", "timm", "mmcls", "ppcls", "mindcv")
+
+def _sources() -> dict:
+    from zoo.registry.loader import load_registry
+
+    return load_registry().sources
+
+
+def convertible() -> List[str]:
+    """The sources with a converter, in preference order."""
+    found = [s for s in _sources().values() if s.adapter]
+    return [s.name for s in sorted(found, key=lambda s: (s.preference, s.name))]
+
+
+def source_of(name: str) -> Source:
+    check_convertible(name)
+    return _sources()[name]
 
 
 def check_convertible(source: str) -> None:
-    if source in ADAPTERS:
+    known = _sources().get(source)
+    if known is not None and known.adapter:
         return
-    from zoo.registry.loader import load_registry
-
-    known = load_registry().sources.get(source)
     why = getattr(known, "reference_only", None)
     if why:
         raise Unavailable(f"source '{source}': {why}")
-    raise Unavailable(f"no converter for source '{source}'; convertible sources: {', '.join(ADAPTERS)}")
+    raise Unavailable(f"no converter for source '{source}'; convertible sources: {', '.join(convertible())}")
+
+
+def tools_of(source: str) -> List[str]:
+    """The packages whose versions identify an artifact built from ``source`` (read without importing)."""
+    return list(source_of(source).tools)
+
+
+def default_source(variant: Variant, source: Optional[str] = None) -> str:
+    """``source`` when given, else the variant's most preferred convertible source (else its first)."""
+    if source is not None:
+        return source
+    have = {w.source for w in variant.weights}
+    return next((s for s in convertible() if s in have), variant.weights[0].source)
+
+
+def adapter_class(source: str) -> Type[SourceAdapter]:
+    spec = source_of(source)
+    module, cls = str(spec.adapter).split(":")
+    try:
+        found = getattr(importlib.import_module(module), cls)
+    except ImportError as e:
+        raise UserError(f"source '{source}' needs a package that is not installed ({e.name}); "
+                        f"install it with: pip install 'resnext-zoo[{spec.extra or source}]'") from None
+    except AttributeError:
+        raise UserError(f"conf/source/{source}.yaml: adapter {spec.adapter}: no class {cls} in {module}") from None
+    if not (isinstance(found, type) and issubclass(found, SourceAdapter)):
+        raise UserError(f"conf/source/{source}.yaml: adapter {spec.adapter} is not a SourceAdapter")
+    return found
+
+
+def native_network(weights: Weights, framework: str) -> Optional[Dict[str, str]]:
+    """The source's own network in ``framework`` for these weights (SourceAdapter.native_network)."""
+    return adapter_class(weights.source).native_network(framework, weights)
 
 
 def get_adapter(source: str) -> SourceAdapter:
-    check_convertible(source)
-    module, cls = ADAPTERS[source].split(":")
-    try:
-        return getattr(importlib.import_module(module), cls)()
-    except ImportError as e:
-        raise UserError(f"source '{source}' needs a package that is not installed ({e.name}); "
-                        f"install it with: pip install 'resnext-zoo[{source}]'") from None
+    return adapter_class(source)()

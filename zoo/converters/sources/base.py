@@ -51,6 +51,14 @@ class SourceAdapter(ABC):
     def update_state_arrays(self, model: Any, arrays: Dict[str, np.ndarray]) -> None:
         """Overwrite some of the model's tensors, by their keys, in place."""
 
+    @classmethod
+    def native_network(cls, framework: str, weights: Weights) -> Optional[Dict[str, str]]:
+        """The source's own network in ``framework``, for a target that rebuilds the model there:
+        ``factory`` (``module:function`` taking the model name and ``num_classes=``), ``model``, ``names``
+        (``module:function`` mapping its parameter names to the canonical ones) and the pyproject
+        ``extra`` that installs the factory. None: the target builds it from the registry's Arch spec."""
+        return None
+
     def canonical_state(self, model: Any) -> Dict[str, np.ndarray]:
         """The weights under the canonical names (timm's ResNet state-dict names, float32, without
         ``num_batches_tracked``), for targets that rebuild the network in another framework."""

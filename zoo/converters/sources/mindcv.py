@@ -86,6 +86,13 @@ class MindcvAdapter(SourceAdapter):
     def __init__(self) -> None:
         self._ms = _mindspore()
 
+    @classmethod
+    def native_network(cls, framework: str, weights: Weights) -> Optional[Dict[str, str]]:
+        if framework != "mindspore":
+            return None
+        return {"factory": "mindcv.models:create_model", "model": weights.model_name,
+                "names": "zoo.converters.sources.mindcv_names:to_canonical", "extra": "mindcv"}
+
     def seed(self, seed: int) -> None:
         self._ms.set_seed(seed)
         np.random.seed(seed)
