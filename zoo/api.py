@@ -51,11 +51,12 @@ class Manifest(TypedDict, total=False):
 class Artifact:
     """A built (or found) artifact."""
 
-    folder: Path  # <out_dir>/<variant>/<source>/<tag>/<target>[-<precision>]
+    folder: Path  # <out_dir>/<variant>/<source>/<tag>/<target>[-<precision>]; for a store, this machine's copy
     primary: Path  # the file to deploy: model.onnx, model.xml, the kit's config ...
     status: str  # passed: all checked here; kit: the vendor's compiler did not run here; failed
     manifest: Manifest
-    cache_hit: bool  # True: an identical earlier build was reused
+    cache_hit: bool  # True: an identical earlier build was reused (a store's hit downloads nothing: no copy here)
+    location: Optional[str] = None  # out_dir=s3://...: the artifact's URL in the store
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def convert(model: str, *, source: Optional[str] = None, tag: Optional[str] = No
         result = run(req)
     m = result.manifest
     return Artifact(folder=result.folder, primary=result.folder / m["artifact"]["primary"], status=m["status"],
-                    manifest=m, cache_hit=result.cache_hit)
+                    manifest=m, cache_hit=result.cache_hit, location=result.location)
 
 
 def validate(model: str, *, source: Optional[str] = None, tag: Optional[str] = None, target: Optional[str] = None,

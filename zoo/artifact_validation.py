@@ -110,6 +110,10 @@ def validate_from_config(cfg: DictConfig) -> Validation:
     from zoo.build.request import artifact_folder_name
     from zoo.store import artifact_dir
 
+    if req.store_url:  # object storage: this machine's copy of the artifact, downloaded
+        from zoo.remote.artifacts import pull
+
+        pull(req)
     folder = artifact_dir(req.out_root, req.variant.name, req.weights.source, req.weights.tag,
                           artifact_folder_name(req.target, req.precision))
     manifest = require_manifest(folder, _convert_hint(cfg, req))
@@ -124,4 +128,9 @@ def validate_from_config(cfg: DictConfig) -> Validation:
             report["accuracy"] = _accuracy(cfg, req, runner, ds)
     manifest.update(report)  # accuracy and golden results travel with the artifact
     write_json(folder / MANIFEST, manifest)
+    if req.store_url:
+        from zoo.remote.artifacts import location, push_manifest, relative
+
+        push_manifest(location(req), req.out_root, relative(req))
+        return Validation(req, location(req).url_of(relative(req)), report)
     return Validation(req, str(folder), report)

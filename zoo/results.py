@@ -273,12 +273,26 @@ def _g(x: Optional[int]) -> Optional[float]:
 
 
 def existing_out_dir(cfg: Any) -> Path:
-    """``out_dir`` of the config, which must be a folder (one line otherwise)."""
+    """``out_dir`` of the config, which must be a folder (one line otherwise); for a store URL, a local
+    shadow of the store (zoo.remote.artifacts.shadow_tree)."""
+    from zoo.remote.location import is_url
+
+    if is_url(cfg.out_dir):
+        from zoo.remote.artifacts import shadow_tree
+
+        return shadow_tree(str(cfg.out_dir), cfg.store.endpoint_url)
     root = Path(str(cfg.out_dir)).expanduser()
     if not root.is_dir():
         raise UserError(f"out_dir={cfg.out_dir}: no such folder; build artifacts with `python -m zoo convert` "
                         f"or point out_dir at the folder that holds them")
     return root
+
+
+def shown_out_dir(cfg: Any, root: Path) -> str:
+    """What to call the artifacts' home in output: the store URL the user gave, else the folder."""
+    from zoo.remote.location import is_url
+
+    return str(cfg.out_dir).rstrip("/") if is_url(cfg.out_dir) else str(root)
 
 
 def registry_facts() -> Tuple[PublishedTop1, Dict[str, List[str]]]:

@@ -30,7 +30,7 @@ def resolve_checkpoint(req: ConvertRequest, adapter: Any, workdir: Path, timer: 
     # Where the bytes came from (network or mirror) is not part of weights_identity: they are verified by hash.
     with timer("fetch"):
         got = fetch(request_for(w, req.variant), cache_dir=req.cache_dir, offline=req.offline, progress=req.progress,
-                    mirror=req.mirror, retry=retry_policy(req.download_timeout))
+                    mirror=req.mirror, retry=retry_policy(req.download_timeout), store_endpoint=req.store_endpoint)
     info = {"mode": "pretrained", "origin": got.origin, "sha256": got.sha256, "size": got.size,
             "cache_hit": got.cache_hit}
     if got.mirror is not None:

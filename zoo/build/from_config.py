@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import ContextManager, Optional
+from typing import Any, ContextManager, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,18 +51,36 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
     if calib is not None and not Path(calib).expanduser().is_dir():
         raise UserError(f"calib_data={calib}: no such folder; give a folder of images (an ImageFolder tree works)")
     accuracy = accuracy_request(cfg, target, precision)
+    from zoo.remote.location import is_url
+
+    store = str(cfg.out_dir) if is_url(cfg.out_dir) else None
+    if store is not None:
+        from zoo.remote.artifacts import staging_root
     req = ConvertRequest(
         variant=variant, weights=weights, spec=spec, target=target.name, precision=precision, options=options,
         accuracy=accuracy,
         calib_data=Path(calib).expanduser() if calib is not None else None, golden=bool(cfg.get("golden", False)),
         weights_mode=mode, weights_file=wfile, seed=int(cfg.seed), offline=bool(cfg.offline),
-        cache_dir=Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else None,
+        cache_dir=_folder_or_url(cfg.get("cache_dir")),
         mirror=Path(cfg.mirror).expanduser() if cfg.get("mirror") else None,
         download_timeout=float(cfg.download_timeout),
-        out_root=Path(cfg.out_dir).expanduser(), force=bool(cfg.force), strict=bool(cfg.strict),
-        progress=bool(cfg.progress),
+        out_root=Path(cfg.out_dir).expanduser() if store is None else staging_root(store), force=bool(cfg.force),
+        strict=bool(cfg.strict), progress=bool(cfg.progress), store_url=store,
+        store_endpoint=cfg.store.endpoint_url, lease_s=float(cfg.store.lease_s),
     )
+    if isinstance(req.cache_dir, str) and mode == "pretrained":  # a shared cache: reachable, before any work
+        from zoo.remote.location import open_location
+
+        open_location(req.cache_dir, "cache_dir", req.store_endpoint)
     return req
+
+
+def _folder_or_url(value: Any) -> Any:
+    if not value:
+        return None
+    from zoo.remote.location import is_url
+
+    return str(value) if is_url(value) else Path(str(value)).expanduser()
 
 
 def accuracy_request(cfg: DictConfig, target, precision: str) -> Optional[AccuracyRequest]:
@@ -94,6 +112,10 @@ def is_cache_hit(req: ConvertRequest) -> bool:
     from zoo.build.request import artifact_folder_name, request_key
     from zoo.store import MANIFEST, artifact_dir, cache_hit
 
+    if req.store_url:
+        from zoo.remote.artifacts import is_remote_hit
+
+        return is_remote_hit(req)
     folder = artifact_dir(req.out_root, req.variant.name, req.weights.source, req.weights.tag,
                           artifact_folder_name(req.target, req.precision))
     return not req.force and (folder / MANIFEST).is_file() and cache_hit(folder, request_key(req)) is not None
@@ -114,7 +136,9 @@ def memory_reservation(req: ConvertRequest, cfg: DictConfig) -> ContextManager[N
     else:
         from zoo.fetch import default_cache_dir
 
-        ledger = memory_gate.default_ledger(req.cache_dir or default_cache_dir())
+        # one ledger per machine: a shared store (cache_dir=s3://...) is not where this host's memory is counted
+        local = req.cache_dir if isinstance(req.cache_dir, Path) else None
+        ledger = memory_gate.default_ledger(local or default_cache_dir())
     size = req.variant.size or size_of(req.variant.arch)
     need = memory_gate.estimate_peak_bytes(size.fp32_bytes, req.target)
     label = f"{req.variant.name} {req.weights.source}/{req.weights.tag} -> {req.target} {req.precision}"

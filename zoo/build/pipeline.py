@@ -32,6 +32,10 @@ from zoo.targets.base import Target, TargetJob
 
 def convert(req: ConvertRequest) -> Result:
     """Build (or find in the store) the artifact ``req`` asks for; raises ValidationFailed in strict mode."""
+    if req.store_url:  # object storage: built here, then uploaded (zoo.remote.artifacts)
+        from zoo.remote import artifacts as remote
+
+        return remote.convert(req, convert)
     from zoo.targets import get_target
 
     check_convertible(req.weights.source)

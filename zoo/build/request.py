@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from zoo.converters.accuracy_gate import AccuracyRequest
 from zoo.converters.spec import OnnxSpec
@@ -32,20 +32,29 @@ class ConvertRequest:
     weights_file: Optional[Path] = None
     seed: int = 0
     offline: bool = False
-    cache_dir: Optional[Path] = None
+    cache_dir: Optional[Union[Path, str]] = None  # a folder, or a store URL shared by many machines
     mirror: Optional[Path] = None  # read pretrained weights from this local mirror instead of the network
     download_timeout: float = 3600.0  # seconds for a whole download, retries included
     out_root: Path = Path("artifacts")
     force: bool = False
     strict: bool = True
     progress: bool = True
+    # out_dir= a store URL (s3://...): out_root is then this machine's staging root (zoo.remote.artifacts)
+    store_url: Optional[str] = None
+    store_endpoint: Optional[str] = None
+    lease_s: float = 900.0
 
 
 @dataclass
 class Result:
     manifest: Dict[str, Any]
-    folder: Path
+    folder: Path  # the local folder (for a store, this machine's copy, which a cache hit may not have)
     cache_hit: bool
+    location: Optional[str] = None  # the store URL of the artifact, when out_dir is one
+
+    @property
+    def where(self) -> str:
+        return self.location or str(self.folder)
 
 
 def artifact_folder_name(target: str, precision: str) -> str:

@@ -17,6 +17,7 @@ from zoo.bench.pick import Candidate, choose
 from zoo.bench.published import HARDWARE_NOTE, vendor_figures
 from zoo.bench.runner import Outcome, Settings, bench, default_threads, find_artifacts
 from zoo.errors import Unavailable, UserError
+from zoo.remote.location import is_url
 from zoo.render import check_format, render
 
 COLUMNS = ["source", "tag", "target", "precision", "status", "batch", "img_s", "p50_ms", "p90_ms", "p99_ms",
@@ -65,8 +66,21 @@ def run_bench(cfg: DictConfig) -> None:
     source = cfg.source.name if cfg.get("source") is not None else None
     target = _given("target")
     precision = _given("precision")
-    root = Path(str(cfg.out_dir)).expanduser()
-    artifacts = find_artifacts(root, variant, source, [target] if target else None, [precision] if precision else None)
+    filters = (variant, source, [target] if target else None, [precision] if precision else None)
+    store = str(cfg.out_dir) if is_url(cfg.out_dir) else None
+    if store:  # object storage: the matching artifacts are downloaded, and their figures written back
+        from zoo.remote.artifacts import pull_folder, shadow_tree, staging_root
+        from zoo.remote.location import open_location
+
+        shadow, root = shadow_tree(store, cfg.store.endpoint_url), staging_root(store)
+        rels = [a.folder.relative_to(shadow).as_posix() for a in find_artifacts(shadow, *filters)]
+        loc = open_location(store, "out_dir", cfg.store.endpoint_url)
+        for rel in rels:
+            pull_folder(loc, rel, root)
+        artifacts = [a for a in find_artifacts(root, *filters) if a.folder.relative_to(root).as_posix() in rels]
+    else:
+        root = Path(str(cfg.out_dir)).expanduser()
+        artifacts = find_artifacts(root, *filters)
     if not artifacts:
         what = " ".join(x for x in (f"model={variant}", source and f"source={source}", target and f"target={target}",
                                     precision and f"precision={precision}") if x)
@@ -77,6 +91,11 @@ def run_bench(cfg: DictConfig) -> None:
                         max_seconds=float(cfg.max_seconds))
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if cfg.progress else (lambda line: None)
     outcomes = bench(artifacts, settings, say)
+    if store:
+        from zoo.remote.artifacts import push_manifest
+
+        for a in artifacts:
+            push_manifest(loc, root, a.folder.relative_to(root).as_posix())
     here = machine.describe()
     published = vendor_figures(variant)
     choice = choose(_candidates(outcomes), str(cfg.pick), bool(cfg.force)) if cfg.get("pick") else None

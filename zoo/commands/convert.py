@@ -36,7 +36,7 @@ def summary(result: Result) -> str:
     lines = [
         f"{m['variant']}  {m['source']}/{m['tag']} -> {m['target']} {m['precision']}   [{m['status'].upper()}]"
         + ("  (cache hit)" if result.cache_hit else ""),
-        f"  artifact   {result.folder / files[0]['name']}  ({size:.1f} MiB, {len(files)} file(s))",
+        f"  artifact   {result.where}/{files[0]['name']}  ({size:.1f} MiB, {len(files)} file(s))",
         f"  weights    {m['weights']['mode']}  sha256 {m['weights']['sha256'][:16]}…",
         f"  params     graph {v['params']['graph']:,}  architecture {v['params']['architecture']:,}  {ok(v['params']['passed'])}",
         f"  MACs       graph {v['macs']['graph'] / 1e9:.3f} G  architecture {v['macs']['architecture'] / 1e9:.3f} G  {ok(v['macs']['passed'])}",

@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import UserError
+from zoo.remote.location import is_url
 from zoo.registry.schema import Variant, Weights
 
 
@@ -89,8 +90,10 @@ def run_fetch(cfg: DictConfig) -> None:
     expect = Expect.build(req.sha256, req.sha256_prefix, req.url, where=req.url or str(req.hf_hub_id))
     digest = (f"against the registry's {expect.describe()}" if expect.sha256 or expect.prefix else
               "the registry has no digest: against the Hub's LFS sha256, or a mirror's .sha256 sidecar")
-    got = fetch(req, cache_dir=_folder(cfg, "cache_dir"), offline=bool(cfg.offline), progress=bool(cfg.progress),
-                retry=policy, mirror=_folder(cfg, "mirror"))
+    cache = cfg.get("cache_dir")
+    got = fetch(req, cache_dir=str(cache) if is_url(cache) else _folder(cfg, "cache_dir"), offline=bool(cfg.offline),
+                progress=bool(cfg.progress), retry=policy, mirror=_folder(cfg, "mirror"),
+                store_endpoint=cfg.store.endpoint_url)
     out_dir = _folder(cfg, "mirror_out")
     written = write_to_mirror(got, req, out_dir) if out_dir is not None else None
     r = report(variant, w, got, digest, written)

@@ -11,9 +11,13 @@ from __future__ import annotations
 import sys
 import time
 
+from pathlib import Path
+
 from omegaconf import DictConfig
 
+from zoo.errors import UserError
 from zoo.gc import current_config, human_bytes, plan, remove
+from zoo.remote.location import is_url
 from zoo.results import existing_out_dir
 from zoo.render import check_format, render
 
@@ -29,29 +33,45 @@ def run_gc(cfg: DictConfig) -> None:
     apply = bool(cfg.apply) and not bool(cfg.dry_run)
     min_age_s = _min_age_s(cfg)
     root = existing_out_dir(cfg)
+    store = str(cfg.out_dir).rstrip("/") if is_url(cfg.out_dir) else None  # root is then its local shadow
     found = plan(root, current_config(), time.time(), min_age_s)
+
+    def shown(path: Path) -> str:
+        return f"{store}/{path.relative_to(root).as_posix()}" if store else str(path)
+
     rows, failures = [], []
     for g in found.remove:
         action = "would remove"
         if apply:
             try:
-                remove(g.path)
+                if store:
+                    from zoo.remote.artifacts import remove_folder
+
+                    remove_folder(store, cfg.store.endpoint_url, g.path.relative_to(root).as_posix())
+                else:
+                    remove(g.path)
                 action = "removed"
             except OSError as e:
                 action = "failed"
-                failures.append(f"{g.path}: {e.strerror or e}")
+                failures.append(f"{shown(g.path)}: {e.strerror or e}")
+            except UserError as e:
+                action = "failed"
+                failures.append(f"{shown(g.path)}: {e}")
         rows.append({"action": action, "size": human_bytes(g.bytes), "bytes": g.bytes, "reason": g.reason,
-                     "path": str(g.path)})
+                     "path": shown(g.path)})
     freed = sum(r["bytes"] for r in rows if r["action"] == "removed")
     listed = sum(r["bytes"] for r in rows)
+    kept_rows = [{"path": shown(k.path), "reason": k.reason, "bytes": k.bytes} for k in found.kept]
+    if store:
+        root = store  # type: ignore[assignment] - what the user named, in every line below
     if fmt == "json":
-        kept = [{"path": str(k.path), "reason": k.reason, "bytes": k.bytes} for k in found.kept]
+        kept = kept_rows
         doc = {"out_dir": str(root), "applied": apply, "freed_bytes": freed, "kept": kept}
         sys.stdout.write(render(rows, fmt, COLUMNS, document=doc))
     elif rows or fmt == "csv":
         sys.stdout.write(render(rows, fmt, COLUMNS, title=f"garbage under {root}"))
-    for k in found.kept:
-        print(f"kept {k.path}: {k.reason}", file=sys.stderr)
+    for k in kept_rows:
+        print(f"kept {k['path']}: {k['reason']}", file=sys.stderr)
     if apply:
         removed = len(rows) - len(failures)
         print(f"removed {removed} folder(s), freed {human_bytes(freed)} under {root}", file=sys.stderr)

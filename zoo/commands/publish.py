@@ -31,6 +31,10 @@ def _artifact(cfg: DictConfig):
     from zoo.store import artifact_dir
 
     req = build_request(cfg)
+    if req.store_url:  # object storage: this machine's copy of the artifact, downloaded
+        from zoo.remote.artifacts import pull
+
+        pull(req)
     folder = artifact_dir(req.out_root, req.variant.name, req.weights.source, req.weights.tag,
                           artifact_folder_name(req.target, req.precision))
     hint = (f"python -m zoo convert model={req.variant.name} source={req.weights.source} tag={req.weights.tag} "

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from zoo.errors import UserError
 from zoo.gc import current_config
-from zoo.results import existing_out_dir, gather, registry_facts, skipped_line
+from zoo.results import existing_out_dir, shown_out_dir, gather, registry_facts, skipped_line
 
 DEFAULT_NAME = "report.html"
 
@@ -55,11 +55,11 @@ def run_report(cfg: DictConfig) -> None:
     reg = load_registry()
     variants = [v.name for v in match_variants(reg, pattern)
                 if source is None or any(w.source == source for w in v.weights)]
-    rep = Report(out_dir=str(root.resolve()), generated=datetime.now(timezone.utc).astimezone(), rows=got.rows,
+    rep = Report(out_dir=shown_out_dir(cfg, root.resolve()), generated=datetime.now(timezone.utc).astimezone(), rows=got.rows,
                  skipped=got.skipped, checkpoints=list_rows(reg, pattern, source), variants=variants,
                  precisions=current_config().precisions, selection={"filter": pattern, "source": source})
     write_report(out, page(rep))
-    note = f"{len(got.rows)} artifact(s) under {root}"
+    note = f"{len(got.rows)} artifact(s) under {shown_out_dir(cfg, root)}"
     if got.skipped:
         note += "; " + skipped_line(got.skipped)
     print(note, file=sys.stderr)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from zoo.render import check_format, render
 from zoo.results import (
-    TABLE_COLUMNS, calibration_line, display_row, existing_out_dir, gather, registry_facts, skipped_line,
+    TABLE_COLUMNS, calibration_line, display_row, existing_out_dir, shown_out_dir, gather, registry_facts, skipped_line,
 )
 
 
@@ -32,9 +32,10 @@ def run_results(cfg: DictConfig) -> None:
     source = cfg.source.name if cfg.get("source") is not None else None
     top1, aliases = registry_facts()
     got = gather(root, top1, cfg.get("filter"), source, aliases)
-    title = f"{len(got.rows)} artifact(s) under {root}"
+    named = shown_out_dir(cfg, root)
+    title = f"{len(got.rows)} artifact(s) under {named}"
     if fmt == "json":
-        doc = {"out_dir": str(root), "filter": cfg.get("filter"), "source": source, "skipped": got.skipped}
+        doc = {"out_dir": named, "filter": cfg.get("filter"), "source": source, "skipped": got.skipped}
         sys.stdout.write(render(got.rows, fmt, TABLE_COLUMNS, title=title, document=doc))
     elif fmt == "csv":
         sys.stdout.write(render([_exact(r) for r in got.rows], fmt, TABLE_COLUMNS))
@@ -46,7 +47,7 @@ def run_results(cfg: DictConfig) -> None:
         if fmt == "table" and not any(r["calibration"] for r in shown):
             columns = [c for c in TABLE_COLUMNS if c != "calibration"]
         sys.stdout.write(render(shown, fmt, columns, title=title, wrap=("calibration",)))
-    footer = [f"{len(got.rows)} artifact(s) under {root}"]
+    footer = [f"{len(got.rows)} artifact(s) under {named}"]
     if cfg.get("filter") or source:
         footer.append(f"filter={cfg.get('filter')} source={source}")
     if got.skipped:

@@ -30,6 +30,7 @@ _EXPECTED = (
 # Output paths the commands create or write into: (key, a folder?)
 OUTPUT_PATHS = (("out_dir", True), ("cache_dir", True), ("mirror_out", True), ("report_file", False),
                 ("memory_ledger", False))
+STORE_KEYS = ("out_dir", "cache_dir")  # these may name object storage instead (s3://...: zoo.remote)
 
 
 def composed(command: str, overrides: Sequence[str], config_dir: Path, config_name: str = "config") -> DictConfig:
@@ -85,9 +86,11 @@ def check_config(cfg: DictConfig, model_changed: bool = True) -> None:
 
         model = OmegaConf.to_container(cfg.model, resolve=True)
         typed(Variant, model, Path(f"model={cfg.model.get('name')}"), "model.")
+    from zoo.remote.location import is_url
+
     for key, folder in OUTPUT_PATHS:
         value = cfg.get(key)
-        if value is not None:
+        if value is not None and not (key in STORE_KEYS and is_url(value)):
             check_output_path(key, str(value), folder)
 
 

@@ -24,6 +24,17 @@ def _key(default: Any, help: str) -> Any:
 
 
 @dataclass
+class StoreOptions:
+    """``out_dir`` / ``cache_dir`` as object storage (s3://...): zoo.remote."""
+
+    endpoint_url: Optional[str] = None  # an S3-compatible server; else AWS_ENDPOINT_URL, else the provider's
+    lease_s: float = field(default=900.0, metadata={"help": "give the seconds a build's lease lasts unrenewed (> 0)"})
+
+    def __post_init__(self) -> None:
+        bounds.above("store.lease_s", self.lease_s, "give the seconds a build's lease lasts unrenewed (> 0)")
+
+
+@dataclass
 class ZooConfig:
     command: str = MISSING
     filter: Optional[str] = None
@@ -69,6 +80,7 @@ class ZooConfig:
     window: float = _key(1.0, "give the seconds of one measuring window (> 0)")
     max_seconds: float = _key(30.0, "give the seconds one batch size may be measured for at most (> 0)")
     pick: Optional[str] = None
+    store: StoreOptions = field(default_factory=StoreOptions)
     # config groups: the registry's own schema checks model and source (zoo.registry.schema); the
     # target and hub options have theirs (zoo.targets.options, zoo.config.hub)
     model: Any = None

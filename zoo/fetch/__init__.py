@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 from filelock import FileLock
 
@@ -26,7 +26,7 @@ from zoo.fetch._store import Entry, Store
 if TYPE_CHECKING:
     from zoo.registry.schema import Variant, Weights
 
-__all__ = ["FetchRequest", "FetchedFile", "FetchError", "RetryPolicy", "default_cache_dir", "sha256_file", "fetch",
+__all__ = ["FetchRequest", "FetchedFile", "FetchError", "RetryPolicy", "default_cache_dir", "sha256_file", "fetch", "origin_of",
            "request_for", "retry_policy", "size_bound", "mirror_path", "write_to_mirror"]
 
 MIB = 1 << 20
@@ -114,12 +114,25 @@ def _manual_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "--", text).strip("-") or "download"
 
 
-def fetch(req: FetchRequest, cache_dir: Optional[Path] = None, offline: bool = False, progress: bool = True,
-          retry: Optional[RetryPolicy] = None, mirror: Optional[Path] = None) -> FetchedFile:
+def origin_of(req: FetchRequest) -> str:
+    """What names the file in the cache: its URL, or ``hf://<repo>/<filename>``."""
+    return req.url if req.url else f"hf://{req.hf_hub_id}/{req.filename or DEFAULT_FILENAME}"
+
+
+def fetch(req: FetchRequest, cache_dir: Optional[Union[Path, str]] = None, offline: bool = False,
+          progress: bool = True, retry: Optional[RetryPolicy] = None, mirror: Optional[Path] = None,
+          store_endpoint: Optional[str] = None) -> FetchedFile:
     """Return the requested file from the cache, downloading (or, with ``mirror``, reading it from that
-    mirror instead of the network) and verifying it first if needed."""
+    mirror instead of the network) and verifying it first if needed. ``cache_dir`` may be a store URL
+    (``s3://...``) that many machines share (zoo.remote.cache)."""
     if bool(req.url) == bool(req.hf_hub_id):
         raise FetchError(f"a fetch needs exactly one of url or hf_hub_id, got url={req.url!r} hf_hub_id={req.hf_hub_id!r}")
+    from zoo.remote.location import is_url
+
+    if is_url(cache_dir):
+        from zoo.remote.cache import fetch_shared
+
+        return fetch_shared(req, str(cache_dir), store_endpoint, offline, progress, retry, mirror)
     # Checked before the cache: a mistyped mirror= fails the same way whether or not the cache holds the file.
     in_mirror = mirror_path(req, _mirror.check_root(mirror)) if mirror is not None else None
     store = Store(Path(cache_dir) if cache_dir is not None else default_cache_dir())

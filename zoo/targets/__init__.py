@@ -4,12 +4,12 @@ them: adding a target touches nothing else, and nothing else in the package name
 """
 from __future__ import annotations
 
-import importlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Type
 
 from zoo.errors import UserError
+from zoo.plugin_class import load_class
 from zoo.targets.base import Target
 
 
@@ -40,18 +40,8 @@ def target_class(name: str) -> Type[Target]:
     path = _folder() / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown target '{name}': choose one of {', '.join(target_names())}")
-    plugin = _plugin_of(path, path.stat().st_mtime)
-    module, cls = plugin.split(":")
-    try:
-        found = getattr(importlib.import_module(module), cls)
-    except ImportError as e:
-        raise UserError(f"target '{name}' needs a package that is not installed ({e.name}); "
-                        f"see {path.name}'s plugin {plugin}") from None
-    except AttributeError:
-        raise UserError(f"{path}: plugin {plugin}: no class {cls} in {module}") from None
-    if not (isinstance(found, type) and issubclass(found, Target)):
-        raise UserError(f"{path}: plugin {plugin} is not a zoo.targets.base.Target")
-    return found
+    return load_class(_plugin_of(path, path.stat().st_mtime), Target, f"target '{name}' ({path})",
+                      "pip install it (every extra: pip install 'resnext-zoo[all]')")
 
 
 def target_classes() -> Dict[str, Type[Target]]:

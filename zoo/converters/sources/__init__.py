@@ -4,11 +4,11 @@ that looks them up, so nothing else in the package names a source.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Dict, List, Optional, Type
 
 from zoo.converters.sources.base import SourceAdapter
-from zoo.errors import Unavailable, UserError
+from zoo.errors import Unavailable
+from zoo.plugin_class import load_class
 from zoo.registry.schema import Source, Variant, Weights
 
 
@@ -54,17 +54,8 @@ def default_source(variant: Variant, source: Optional[str] = None) -> str:
 
 def adapter_class(source: str) -> Type[SourceAdapter]:
     spec = source_of(source)
-    module, cls = str(spec.adapter).split(":")
-    try:
-        found = getattr(importlib.import_module(module), cls)
-    except ImportError as e:
-        raise UserError(f"source '{source}' needs a package that is not installed ({e.name}); "
-                        f"install it with: pip install 'resnext-zoo[{spec.extra or source}]'") from None
-    except AttributeError:
-        raise UserError(f"conf/source/{source}.yaml: adapter {spec.adapter}: no class {cls} in {module}") from None
-    if not (isinstance(found, type) and issubclass(found, SourceAdapter)):
-        raise UserError(f"conf/source/{source}.yaml: adapter {spec.adapter} is not a SourceAdapter")
-    return found
+    return load_class(str(spec.adapter), SourceAdapter, f"source '{source}' (conf/source/{source}.yaml)",
+                      f"install it with: pip install 'resnext-zoo[{spec.extra or source}]'")
 
 
 def native_network(weights: Weights, framework: str) -> Optional[Dict[str, str]]:
