@@ -161,3 +161,33 @@ def test_cross_source_identity_resnext50_32x4d(tmp_path):
         assert (s.params, s.macs, ops) == (ref.params, ref.macs, {k: v for k, v in ref.op_counts.items() if k in compute}), source
         np.testing.assert_allclose(outputs[source], outputs["torchvision"], rtol=0, atol=1e-5 * np.abs(outputs["torchvision"]).max())
     assert ref.params == 25028904
+
+
+@pytest.mark.parametrize("source", ["torchvision", "timm"])
+def test_a_model_loaded_from_a_checkpoint_skips_the_random_init_and_equals_the_saved_one(tmp_path, source,
+                                                                                       monkeypatch):
+    from zoo.converters.sources import get_adapter
+    from zoo.registry.loader import load_registry
+    from zoo.registry.query import resolve_variant, select_weights
+
+    reg = load_registry()
+    v = resolve_variant(reg, "resnext50_32x4d")
+    w = select_weights(reg, v, source, None)
+    adapter = get_adapter(source)
+    fresh = adapter.fresh(v, w, seed=3)
+    adapter.save_checkpoint(fresh, tmp_path / "c.pth")
+    inits = []
+    real = torch.nn.init.kaiming_normal_
+
+    def spy(tensor, *args, **kwargs):  # the builders' conv init: on real memory it is the cost being saved
+        inits.append(tensor.is_meta)
+        return real(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.init, "kaiming_normal_", spy)
+    loaded = adapter.build(v, w, tmp_path / "c.pth")
+    assert inits and all(inits)  # every init ran on the meta device: no real weights were drawn
+    assert not any(t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    assert np.array_equal(adapter.run(loaded, x), adapter.run(fresh, x))
+    own, saved = loaded.state_dict(), fresh.state_dict()
+    assert own.keys() == saved.keys() and all(torch.equal(own[k], saved[k]) for k in own)

@@ -95,10 +95,33 @@ class TorchAdapter(SourceAdapter):
             return self.forward_module(model)(torch.from_numpy(x)).numpy()
 
     def build(self, variant, weights, checkpoint: Optional[Path]) -> Any:
-        model = self.create(variant, weights)
-        if checkpoint is not None:
-            load_state(model, self.convert_state(self.load_checkpoint(checkpoint)), weights.model_name)
+        if checkpoint is None:
+            return self.create(variant, weights).eval()
+        state = self.convert_state(self.load_checkpoint(checkpoint))
+        model = self._on_meta(variant, weights, state)
+        if model is None:  # built for real (its init is then overwritten), and loaded by copy or assignment
+            model = self.create(variant, weights)
+            load_state(model, state, weights.model_name)
         return model.eval()
+
+    def _on_meta(self, variant, weights, state: Dict[str, torch.Tensor]) -> Optional[torch.nn.Module]:
+        """The model built without initialising its weights (on the meta device), then given the
+        checkpoint's tensors: the random init a checkpoint overwrites anyway costs 1.3 s on resnext50 and
+        grows with the model. None where that cannot hold: a builder that fails on meta, dtypes that need a
+        cast, or a tensor the checkpoint does not carry (a non-persistent buffer)."""
+        try:
+            with torch.device("meta"):
+                model = self.create(variant, weights)
+        except Exception:  # noqa: BLE001 - a builder that touches real data at init: build it for real
+            return None
+        own = model.state_dict()
+        check_fit(weights.model_name, shapes_of(state), shapes_of(own))
+        if any(state[k].dtype != v.dtype for k, v in own.items()):
+            return None
+        model.load_state_dict(state, strict=True, assign=True)
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            return None
+        return model
 
     def create(self, variant, weights) -> torch.nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
