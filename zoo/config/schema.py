@@ -82,7 +82,7 @@ class ZooConfig:
     pick: Optional[str] = None
     store: StoreOptions = field(default_factory=StoreOptions)
     # config groups: the registry's own schema checks model and source (zoo.registry.schema); the
-    # target and hub options have theirs (zoo.targets.options, zoo.config.hub)
+    # target and hub options have theirs (each Target.options, zoo.config.hub)
     model: Any = None
     source: Any = None
     target: Any = None

@@ -142,7 +142,7 @@ class Target(ABC):
 
     def check_options(self, options: Dict[str, Any], precision: str) -> None:
         """Raise UserError for options this target cannot take (called before any work). Types and
-        ranges are checked when the config is composed (zoo.targets.options); this is for the rest."""
+        ranges are checked when the config is composed (``Target.options``); this is for the rest."""
 
     @abstractmethod
     def prepare(self, job: TargetJob) -> Path:
