@@ -131,6 +131,7 @@ def validate_from_config(cfg: DictConfig) -> Validation:
     if req.store_url:
         from zoo.remote.artifacts import location, push_manifest, relative
 
-        push_manifest(location(req), req.out_root, relative(req))
-        return Validation(req, location(req).url_of(relative(req)), report)
+        loc, rel = location(req), relative(req)
+        push_manifest(loc, req.out_root, rel)
+        return Validation(req, loc.url_of(rel), report)
     return Validation(req, str(folder), report)

@@ -180,7 +180,10 @@ class _FailureRecord:
         from zoo.fetch import default_cache_dir
 
         given = [a.split("=", 1)[1] for a in args if a.startswith("cache_dir=")]
-        local = given and given[-1] not in ("", "null") and "://" not in given[-1]  # a store URL: this machine's
+        from zoo.remote.location import is_url
+
+        # a shared store (cache_dir=s3://...) is not where this machine keeps its sweep's record
+        local = given and given[-1] not in ("", "null") and not is_url(given[-1])
         root = Path(given[-1]).expanduser() if local else default_cache_dir()
         return cls(root / "sweeps" / f"failed-{os.getpid()}-{uuid.uuid4().hex[:8]}.txt")
 

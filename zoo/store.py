@@ -156,15 +156,24 @@ def sha256_of(path: Path) -> str:
 
 def cache_hit(folder: Path, key: str) -> Optional[Dict[str, Any]]:
     """The manifest of a complete build with this key that passed its checks (a kit too), whose files are all present."""
-    m = read_manifest(folder)
+    def size(name: str) -> Optional[int]:
+        p = folder / name
+        return p.stat().st_size if p.is_file() else None
+
+    return complete_build(read_manifest(folder), key, size)
+
+
+def complete_build(m: Optional[Dict[str, Any]], key: str,
+                   size_of: Callable[[str], Optional[int]]) -> Optional[Dict[str, Any]]:
+    """``m`` when it records a build with this key that passed its checks (a kit too) and every file it
+    lists is there at its size (``size_of(name)``, None for a missing file): the cache-hit rule, for a
+    folder here or one in object storage."""
     from zoo.status import checks_passed
 
     if not m or m.get("key") != key or not checks_passed(str(m.get("status"))):
         return None
-    for f in m.get("artifact", {}).get("files", []):
-        p = folder / f["name"]
-        if not p.is_file() or p.stat().st_size != f["size"]:
-            return None
+    if any(size_of(f["name"]) != f["size"] for f in m.get("artifact", {}).get("files", [])):
+        return None
     return m
 
 

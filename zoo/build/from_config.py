@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, ContextManager, Optional
+from typing import Any, ContextManager, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,11 +51,7 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
     if calib is not None and not Path(calib).expanduser().is_dir():
         raise UserError(f"calib_data={calib}: no such folder; give a folder of images (an ImageFolder tree works)")
     accuracy = accuracy_request(cfg, target, precision)
-    from zoo.remote.location import is_url
-
-    store = str(cfg.out_dir) if is_url(cfg.out_dir) else None
-    if store is not None:
-        from zoo.remote.artifacts import staging_root
+    out_root, store = _out_root(str(cfg.out_dir))
     req = ConvertRequest(
         variant=variant, weights=weights, spec=spec, target=target.name, precision=precision, options=options,
         accuracy=accuracy,
@@ -64,8 +60,7 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
         cache_dir=_folder_or_url(cfg.get("cache_dir")),
         mirror=Path(cfg.mirror).expanduser() if cfg.get("mirror") else None,
         download_timeout=float(cfg.download_timeout),
-        out_root=Path(cfg.out_dir).expanduser() if store is None else staging_root(store), force=bool(cfg.force),
-        strict=bool(cfg.strict), progress=bool(cfg.progress), store_url=store,
+        out_root=out_root, force=bool(cfg.force), strict=bool(cfg.strict), progress=bool(cfg.progress), store_url=store,
         store_endpoint=cfg.store.endpoint_url, lease_s=float(cfg.store.lease_s),
     )
     if isinstance(req.cache_dir, str) and mode == "pretrained":  # a shared cache: reachable, before any work
@@ -73,6 +68,17 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
 
         open_location(req.cache_dir, "cache_dir", req.store_endpoint)
     return req
+
+
+def _out_root(out_dir: str) -> Tuple[Path, Optional[str]]:
+    """Where a build is written here, and the store URL it is uploaded to (None: out_dir is a folder)."""
+    from zoo.remote.location import is_url
+
+    if not is_url(out_dir):
+        return Path(out_dir).expanduser(), None
+    from zoo.remote.artifacts import staging_root
+
+    return staging_root(out_dir), out_dir
 
 
 def _folder_or_url(value: Any) -> Any:

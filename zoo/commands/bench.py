@@ -67,17 +67,14 @@ def run_bench(cfg: DictConfig) -> None:
     target = _given("target")
     precision = _given("precision")
     filters = (variant, source, [target] if target else None, [precision] if precision else None)
-    store = str(cfg.out_dir) if is_url(cfg.out_dir) else None
-    if store:  # object storage: the matching artifacts are downloaded, and their figures written back
-        from zoo.remote.artifacts import pull_folder, shadow_tree, staging_root
-        from zoo.remote.location import open_location
+    store = None
+    if is_url(cfg.out_dir):  # object storage: the matching artifacts are downloaded, their figures written back
+        from zoo.remote.artifacts import LocalCopies
 
-        shadow, root = shadow_tree(store, cfg.store.endpoint_url), staging_root(store)
-        rels = [a.folder.relative_to(shadow).as_posix() for a in find_artifacts(shadow, *filters)]
-        loc = open_location(store, "out_dir", cfg.store.endpoint_url)
-        for rel in rels:
-            pull_folder(loc, rel, root)
-        artifacts = [a for a in find_artifacts(root, *filters) if a.folder.relative_to(root).as_posix() in rels]
+        store = LocalCopies(str(cfg.out_dir), cfg.store.endpoint_url, lambda tree: [
+            a.folder for a in find_artifacts(tree, *filters)])
+        root = store.root
+        artifacts = [a for a in find_artifacts(root, *filters) if a.folder in store.folders]
     else:
         root = Path(str(cfg.out_dir)).expanduser()
         artifacts = find_artifacts(root, *filters)
@@ -92,10 +89,7 @@ def run_bench(cfg: DictConfig) -> None:
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if cfg.progress else (lambda line: None)
     outcomes = bench(artifacts, settings, say)
     if store:
-        from zoo.remote.artifacts import push_manifest
-
-        for a in artifacts:
-            push_manifest(loc, root, a.folder.relative_to(root).as_posix())
+        store.push_manifests()
     here = machine.describe()
     published = vendor_figures(variant)
     choice = choose(_candidates(outcomes), str(cfg.pick), bool(cfg.force)) if cfg.get("pick") else None

@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from zoo.remote.lease import Lease
 from zoo.remote.location import Location, open_location
@@ -55,21 +55,19 @@ def relative(req: Any) -> str:
 
 
 def remote_hit(loc: Location, rel: str, key: str) -> Optional[Dict[str, Any]]:
-    """The store's manifest for ``rel`` when it is a complete, passed build with this key; no download."""
-    from zoo.status import checks_passed
+    """The store's manifest for ``rel`` when it is a complete, passed build with this key (the local
+    cache-hit rule, ``zoo.store.complete_build``, over one listing of the folder); no download."""
+    from zoo.store import complete_build
 
     m = loc.read_json(f"{rel}/{MANIFEST}")
-    if not m or m.get("key") != key or not checks_passed(str(m.get("status"))):
+    if not m or m.get("key") != key:
         return None
     try:
         sizes = {p[len(loc.path(rel)) + 1:]: int(d.get("size") or 0)
                  for p, d in loc.fs.find(loc.path(rel), detail=True).items()}
     except Exception as e:  # noqa: BLE001
         raise loc.error(e, f"listing {rel}") from None
-    for f in m.get("artifact", {}).get("files", []):
-        if sizes.get(f["name"]) != f["size"]:
-            return None
-    return m
+    return complete_build(m, key, sizes.get)
 
 
 def is_remote_hit(req: Any) -> bool:
@@ -169,6 +167,25 @@ def pull_folder(loc: Location, rel: str, local_root: Path) -> None:
         os.replace(stage, folder)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+class LocalCopies:
+    """Local copies of the store's artifacts that ``find(tree)`` picks (it is given a shadow of the store
+    and returns artifact folders in it), for a command that runs them here (bench); :meth:`push_manifests`
+    writes back what the command added to their manifests."""
+
+    def __init__(self, url: str, endpoint: Optional[str], find: Callable[[Path], List[Path]]) -> None:
+        self.loc = open_location(url, "out_dir", endpoint)
+        self.root = staging_root(url)
+        shadow = shadow_tree(url, endpoint)
+        self.rels = [folder.relative_to(shadow).as_posix() for folder in find(shadow)]
+        for rel in self.rels:
+            pull_folder(self.loc, rel, self.root)
+        self.folders = [self.root / rel for rel in self.rels]
+
+    def push_manifests(self) -> None:
+        for rel in self.rels:
+            push_manifest(self.loc, self.root, rel)
 
 
 def push_manifest(loc: Location, local_root: Path, rel: str) -> None:
