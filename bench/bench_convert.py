@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from zoo.bench.machine import describe
 
 BARE = r"""
 import sys, torch, torchvision, onnx
@@ -65,7 +66,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in (("bare_recipe_s", bare), ("zoo_convert_s", full), ("cache_hit_s", hit))}
     result = {
         "what": "resnext50_32x4d torchvision -> onnx fp32, weights=random, wall time of whole processes",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {**describe(), "python": platform.python_version()},
         "repeat": args.repeat,
         "runs_s": {"bare_recipe": bare, "zoo_convert": full, "cache_hit": hit},
         "median_s": med,

@@ -69,9 +69,10 @@ def _module_scratch_removed(tmp_path_factory, request):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    """No test reads or writes the user's download cache."""
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo-cache"))
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's cache. Each test's is a folder of its own, outside its tmp_path:
+    every command may write there (the registry's snapshot), and tests look at what lands in tmp_path."""
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path_factory.mktemp("zoo-cache")))
 
 
 def export_canonical(folder: Path, spec, variant: str = "resnext50_32x4d", source: str = "torchvision") -> dict:

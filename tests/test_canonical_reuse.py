@@ -79,3 +79,29 @@ def test_a_damaged_canonical_model_is_rebuilt_not_reused(out):
     m = manifest_of(out, VARIANT, SOURCE, TAG, "onnx-fp16")
     assert m["status"] == "passed" and m["canonical"]["reused"] is False and "export" in m["timings_s"]
     assert model.stat().st_size > 1_000_000
+
+
+def test_a_sweep_with_a_mindir_job_keeps_the_source_weights_for_it(tmp_path):
+    proc = run_zoo("-m", "convert", f"model={VARIANT}", f"source={SOURCE}", "target=onnx,mindir", "weights=random",
+                   "out_dir=out", "progress=false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    first, mindir = (manifest_of(out, VARIANT, SOURCE, TAG, t) for t in ("onnx", "mindir"))
+    assert first["canonical"]["reused"] is False and mindir["status"] == "passed" and mindir["canonical"]["reused"]
+    # the onnx job kept the weights with the canonical model, so the MindIR job built no source model
+    assert "init" in first["timings_s"] and not {"init", "build", "reference"} & set(mindir["timings_s"])
+    (entry,) = _cache_entries(out)
+    assert json.loads((entry / "canonical.json").read_text())["state"] is True
+
+
+@pytest.mark.parametrize("words, flags, added", [
+    (["target=onnx,mindir"], ["-m"], ["keep_state=true"]),
+    (["target=glob(*ind*)", "model=resnext50_32x4d"], ["-m"], []),  # mindir alone: it builds with them anyway
+    (["target=onnx,openvino"], ["-m"], []),  # no target needs them
+    (["target=onnx,mindir", "keep_state=false"], ["-m"], []),  # the user's word stands
+    (["target=mindir"], [], []),
+])
+def test_keep_state_is_set_for_a_sweep_that_needs_it(words, flags, added):
+    from zoo.config.overrides import check_overrides
+
+    assert check_overrides(words, flags) == [*words, *added]

@@ -42,7 +42,9 @@ def test_list_json_has_a_row_per_checkpoint():
 
 
 def test_list_filters_and_formats(tmp_path):
-    proc = zoo("list", "filter=resnext101*", "source=ppcls", "format=csv", cwd=tmp_path)
+    work = tmp_path / "work"  # beside the test's ZOO_CACHE, which the registry's snapshot goes into
+    work.mkdir()
+    proc = zoo("list", "filter=resnext101*", "source=ppcls", "format=csv", cwd=work)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert {r["source"] for r in rows} == {"ppcls"}
@@ -53,7 +55,7 @@ def test_list_filters_and_formats(tmp_path):
     assert md.count("| resnext50_32x4d |") == len(load_registry().variants["resnext50_32x4d"].weights) > 8
     table = zoo("list", "source=mmcls").stdout
     assert "resnext152_32x4d" in table and "ppcls" not in table
-    assert list(tmp_path.iterdir()) == []  # list writes nothing into the working directory
+    assert list(work.iterdir()) == []  # list writes nothing into the working directory
 
 
 def test_lookup_has_every_number_with_provenance():

@@ -1,4 +1,4 @@
-from zoo.cli import main
+from zoo.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -102,6 +102,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     _run_hydra(flags + overrides)
 
 
+def run() -> None:
+    """The ``zoo`` program (``python -m zoo``): :func:`main`, then an exit without the interpreter's
+    teardown of torch and the runtimes (zoo.fast_exit)."""
+    from zoo.fast_exit import run_and_exit
+
+    run_and_exit(main)
+
+
 def _run_hydra(args: List[str]) -> None:
     import hydra
     from omegaconf import DictConfig
@@ -177,7 +185,7 @@ class _FailureRecord:
 
         if "-m" not in args and "--multirun" not in args:
             return cls(None)
-        from zoo.fetch import default_cache_dir
+        from zoo.cache_dir import default_cache_dir
 
         given = [a.split("=", 1)[1] for a in args if a.startswith("cache_dir=")]
         from zoo.remote.location import is_url

@@ -46,4 +46,6 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from zoo.fast_exit import run_and_exit
+
+    run_and_exit(lambda: main(sys.argv[1:]))  # the result is printed: skip the runtime's teardown

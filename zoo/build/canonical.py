@@ -78,7 +78,7 @@ def obtain(req: ConvertRequest, work: Path, timer: StageMeter, needs_state: bool
             record = _add_state(req, folder, record, timer)
         reused = record is not None
         if record is None:
-            record = _build(req, folder, key, timer, needs_state)
+            record = _build(req, folder, key, timer, needs_state or req.keep_state)
         with timer("canonical-link"):
             return _link(folder, record, work, key, reused, needs_state)
 
@@ -108,7 +108,7 @@ def _add_state(req: ConvertRequest, folder: Path, record: Dict[str, Any], timer:
         with atomic_file(folder / STATE) as f:
             np.savez(f, **adapter.canonical_state(model))
         del model
-        release_memory()
+        release_memory(fp32_bytes(req))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     record = {**record, "state": True, "files": {**record["files"], STATE: (folder / STATE).stat().st_size}}
@@ -186,7 +186,7 @@ def _build(req: ConvertRequest, folder: Path, key: str, timer: StageMeter, needs
         if needs_state:
             np.savez(stage / STATE, **adapter.canonical_state(model))
         del model  # give the source model's memory back before ONNX Runtime loads the canonical one
-        release_memory()
+        release_memory(fp32_bytes(req))
         if weights_info["mode"] == "random":
             checkpoint.unlink()  # our own fresh init, now in the raw export: its disk goes to the canonical copy
         with timer("canonicalise"):

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 from zoo.build.request import ConvertRequest
+from zoo.build.source_checks import fp32_bytes
 from zoo.converters.stages import StageMeter, release_memory
 from zoo.store import sha256_of
 
@@ -22,7 +23,7 @@ def resolve_checkpoint(req: ConvertRequest, adapter: Any, workdir: Path, timer: 
             path = workdir / f"random-seed{req.seed}{adapter.checkpoint_suffix}"
             adapter.save_checkpoint(model, path)
             del model
-            release_memory()
+            release_memory(fp32_bytes(req))
         return path, {"mode": "random", "seed": req.seed, "sha256": sha256_of(path),
                       "note": "freshly initialised weights; accuracy checks do not apply"}
     from zoo.fetch import fetch, request_for, retry_policy

@@ -13,9 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.build.request import ConvertRequest
 from zoo.converters.accuracy_gate import AccuracyRequest
 from zoo.errors import Unavailable, UserError
-from zoo.registry.loader import load_registry, size_of, typed
+from zoo.registry.loader import composed_variant, load_registry, size_of
 from zoo.registry.query import resolve_variant, select_weights
-from zoo.registry.schema import Variant
 
 
 def build_request(cfg: DictConfig) -> ConvertRequest:
@@ -23,9 +22,7 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
         raise UserError("convert needs a variant: python -m zoo convert model=resnext50_32x4d [source=timm] target=onnx")
     reg = load_registry()
     resolve_variant(reg, cfg.model.name)
-    # The composed model config, overrides included, must still satisfy the schema.
-    variant = typed(Variant, OmegaConf.to_container(cfg.model, resolve=True), Path(f"model={cfg.model.name}"), "model.")
-    variant.size = size_of(variant.arch)  # as the loader derives it: from the (possibly overridden) arch
+    variant = composed_variant(reg, OmegaConf.to_container(cfg.model, resolve=True))
     from zoo.converters.sources import default_source
 
     source = default_source(variant, cfg.source.name if cfg.get("source") is not None else None)
@@ -56,6 +53,7 @@ def build_request(cfg: DictConfig) -> ConvertRequest:
         variant=variant, weights=weights, spec=spec, target=target.name, precision=precision, options=options,
         accuracy=accuracy,
         calib_data=Path(calib).expanduser() if calib is not None else None, golden=bool(cfg.get("golden", False)),
+        keep_state=bool(cfg.get("keep_state", False)),
         weights_mode=mode, weights_file=wfile, seed=int(cfg.seed), offline=bool(cfg.offline),
         cache_dir=_folder_or_url(cfg.get("cache_dir")),
         mirror=Path(cfg.mirror).expanduser() if cfg.get("mirror") else None,
@@ -140,7 +138,7 @@ def memory_reservation(req: ConvertRequest, cfg: DictConfig) -> ContextManager[N
     if cfg.get("memory_ledger"):
         ledger = Path(cfg.memory_ledger).expanduser()
     else:
-        from zoo.fetch import default_cache_dir
+        from zoo.cache_dir import default_cache_dir
 
         # one ledger per machine: a shared store (cache_dir=s3://...) is not where this host's memory is counted
         local = req.cache_dir if isinstance(req.cache_dir, Path) else None

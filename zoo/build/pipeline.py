@@ -69,7 +69,7 @@ def _disk_need(req: ConvertRequest, target: Target) -> int:
     own_copy = target.writes_own_weights(req.precision) or target.needs_state
     if canonical_stage.reusable(req, target.needs_state):
         return (fp32_bytes(req) if own_copy else 0) + disk.MARGIN
-    return disk.conversion_bytes(fp32_bytes(req), own_copy)
+    return disk.conversion_bytes(fp32_bytes(req), own_copy or req.keep_state)
 
 
 def failed_copy(folder: Path) -> Path:
@@ -109,6 +109,7 @@ def _build(req: ConvertRequest, target: Target, folder: Path, key: str) -> Resul
             work=work, seed=req.seed, state_path=canon.state_path, calibration=CalibrationSet(req.calib_data, req.seed),
             calib_data=req.calib_data, progress=req.progress,
             native_network=partial(native_network, req.weights),  # imports the adapter only when asked
+            parity_sets={n: x for n, (x, _) in canon.references.items()},
         )
         with timer("prepare"):
             prepared = target.prepare(job)

@@ -27,6 +27,7 @@ class ConvertRequest:
     options: Dict[str, Any] = field(default_factory=dict)  # conf/target/<target>.yaml, overrides applied
     calib_data: Optional[Path] = None  # a folder of calibration images (default: seeded generated ones)
     golden: bool = False  # store golden inputs and the source's outputs with the artifact
+    keep_state: bool = False  # build the canonical model with the source's weights, for a later MindIR job
     accuracy: Optional[AccuracyRequest] = None  # int8: top-1 against fp32 on labelled data, gated by max_drop
     weights_mode: str = "pretrained"  # pretrained | random | file
     weights_file: Optional[Path] = None

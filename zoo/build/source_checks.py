@@ -72,7 +72,7 @@ def check_canonical(req: ConvertRequest, onnx_path: Path, references: Dict[str, 
         outputs[name] = run_static(lambda chunk, run=sess.run: run(None, {s.input_name: chunk})[0], x, batch)
         parity[name] = compare(ref, outputs[name], "fp32").as_dict()
     del sess
-    release_memory()
+    release_memory(fp32_bytes(req))
     checks["parity"] = {"runtime": f"onnxruntime {ort.__version__} CPU", "precision": "fp32", "batch": batch, "sets": parity,
                         "passed": all(p["passed"] for p in parity.values())}
     checks["accuracy"] = {"skipped": "weights=random" if req.weights_mode == "random" else "no dataset given"}

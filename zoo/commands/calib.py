@@ -46,13 +46,12 @@ def input_of(cfg: DictConfig, target: str, fmt: CalibFormat) -> Tuple[Optional[I
                             f"e.g. model=resnext50_32x4d [source=timm]")
         return None, {}
     from zoo.converters.sources import default_source
-    from zoo.registry.loader import load_registry, typed
+    from zoo.registry.loader import composed_variant, load_registry
     from zoo.registry.query import effective_input, select_weights
-    from zoo.registry.schema import Variant
 
     reg = load_registry()
     # The composed model config, overrides included (model.input.size=...), as convert reads it.
-    variant = typed(Variant, OmegaConf.to_container(cfg.model, resolve=True), Path(f"model={cfg.model.name}"), "model.")
+    variant = composed_variant(reg, OmegaConf.to_container(cfg.model, resolve=True))
     source = default_source(variant, cfg.source.name if cfg.get("source") is not None else None)
     weights = select_weights(reg, variant, source, cfg.get("tag"))
     return effective_input(variant, weights), {"variant": variant.name, "source": weights.source, "tag": weights.tag}

@@ -25,14 +25,14 @@ from zoo.registry.schema import Variant, Weights
 def select_entry(cfg: DictConfig) -> Tuple[Variant, Weights]:
     """The variant (as composed, overrides included) and its (source, tag) weights entry."""
     from zoo.converters.sources import default_source
-    from zoo.registry.loader import load_registry, typed
+    from zoo.registry.loader import composed_variant, load_registry
     from zoo.registry.query import resolve_variant, select_weights
 
     if cfg.get("model") is None:
         raise UserError("fetch needs a variant: python -m zoo fetch model=resnext50_32x4d [source=timm] [tag=...]")
     reg = load_registry()
     resolve_variant(reg, cfg.model.name)
-    variant = typed(Variant, OmegaConf.to_container(cfg.model, resolve=True), Path(f"model={cfg.model.name}"), "model.")
+    variant = composed_variant(reg, OmegaConf.to_container(cfg.model, resolve=True))
     source = default_source(variant, cfg.source.name if cfg.get("source") is not None else None)
     return variant, select_weights(reg, variant, source, cfg.get("tag"))
 

@@ -45,8 +45,9 @@ def flag_values(flags: List[str], long: str, short: str) -> List[str]:
 def _check_config_dirs(root: Path, flags: List[str]) -> None:
     """Parse every YAML Hydra may compose (the registry and any --config-dir / --config-path folder) with
     the registry's loader first: a broken file or an alias bomb is then a one-line error, not a Hydra
-    trace or a hang inside Hydra's own YAML loading."""
-    from zoo.registry.loader import read_yaml
+    trace or a hang inside Hydra's own YAML loading. The registry's own files are skipped: loading the
+    registry (before this) parsed them, or found their bytes in the snapshot of a load that did."""
+    from zoo.registry.loader import read_yaml, registry_files
 
     folders = [root]
     for long, short in _CONFIG_DIR_FLAGS:
@@ -54,9 +55,11 @@ def _check_config_dirs(root: Path, flags: List[str]) -> None:
             if not value.startswith("pkg://"):
                 # Hydra reads a relative --config-path beside this package, a relative --config-dir from the cwd
                 folders += [Path(value).expanduser(), Path(__file__).resolve().parents[1] / value]
+    loaded = set(registry_files(root))
     for folder in dict.fromkeys(p.resolve() for p in folders if p.is_dir()):
         for path in sorted(folder.rglob("*.yaml")):
-            read_yaml(path)
+            if path not in loaded:
+                read_yaml(path)
 
 
 def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> List[str]:
@@ -69,8 +72,8 @@ def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> 
     from zoo.registry.query import resolve_checkpoint, resolve_variant
 
     root = conf_dir()
-    _check_config_dirs(root, flags or [])
     reg = load_registry(root)
+    _check_config_dirs(root, flags or [])
 
     parser = OverridesParser.create()
     out = list(overrides)
@@ -116,7 +119,34 @@ def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> 
             _check_launcher(value)
     # an unknown target / precision / hub / launcher and a bad format are the composition's to find
     # (check_composition), for every value of a sweep too
-    return out
+    return out + _keep_state(parser, overrides, flags or [])
+
+
+def _keep_state(parser, overrides: List[str], flags: List[str]) -> List[str]:
+    """``keep_state=true`` for a sweep over several targets of which one rebuilds the network from the
+    source's weights (mindir): whichever job builds the canonical model keeps them, so that job need not
+    build the source model a second time. Nothing when the user set keep_state."""
+    from hydra.core.override_parser.types import ChoiceSweep, Glob
+
+    if not any(f in ("-m", "--multirun") for f in flags):
+        return []
+    targets: List[str] = []
+    for word in overrides:
+        (ov,) = parser.parse_overrides([word])
+        if ov.key_or_group == "keep_state":
+            return []
+        if ov.key_or_group == "target":
+            value = ov.value()
+            from zoo.targets import target_names
+
+            names = value.filter(target_names()) if isinstance(value, Glob) else \
+                value.list if isinstance(value, ChoiceSweep) else [value]
+            targets += [str(n) for n in names if str(n) in target_names()]
+    if len(set(targets)) < 2:
+        return []
+    from zoo.targets import target_class
+
+    return ["keep_state=true"] if any(target_class(t).needs_state for t in set(targets)) else []
 
 
 def _pin_checkpoint(cp: Optional[Checkpoint], name: str, overrides: List[str]) -> List[str]:

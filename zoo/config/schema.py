@@ -56,6 +56,7 @@ class ZooConfig:
     memory_ledger: Optional[str] = None
     calib_data: Optional[str] = None
     golden: bool = False
+    keep_state: bool = False
     max_drop: Optional[float] = _key(None, "give the largest top-1 drop allowed against fp32, in percentage points (a number >= 0, e.g. max_drop=0.5)")
     max_float_layers: Optional[int] = _key(None, "give how many layers may go back to float (an integer >= 1)")
     dry_run: bool = False

@@ -19,6 +19,7 @@ from onnx.external_data_helper import (
 )
 
 from zoo.converters.spec import OnnxSpec
+from zoo.validators.structure import infer_shapes
 
 PROTOBUF_LIMIT = 2**31 - 1  # bytes; beyond this a ModelProto cannot be serialised in one piece
 EXTERNAL_ABOVE = 1024  # bytes; smaller tensors stay inside the model file, as onnx.save_model does
@@ -66,13 +67,15 @@ def set_io(model: onnx.ModelProto, spec: OnnxSpec) -> onnx.ModelProto:
 
 
 def simplify(model: onnx.ModelProto, spec: OnnxSpec, size: int) -> onnx.ModelProto:
+    """onnxsim's constant folding and graph rewrites, without its own output check (``check_n=0``): on a
+    random input it compares the simplified model with the raw export, and every canonical model is then
+    compared with the source model itself on the seeded parity sets (``zoo.build.source_checks``), which
+    covers it. The check alone was 0.8 s of a 1.1 s simplify of resnext50."""
     from onnxsim import simplify as onnxsim_simplify
 
     shape = [spec.batch if not spec.dynamic_batch else 1, 3, size, size]
-    simplified, ok = onnxsim_simplify(model, overwrite_input_shapes={spec.input_name: shape} if not spec.dynamic_batch else None,
-                                      test_input_shapes={spec.input_name: shape})
-    if not ok:
-        raise RuntimeError("onnxsim could not validate the simplified model against the original")
+    simplified, _ = onnxsim_simplify(model, check_n=0,
+                                     overwrite_input_shapes={spec.input_name: shape} if not spec.dynamic_batch else None)
     return simplified
 
 
@@ -129,28 +132,30 @@ def finish(raw_path: Path, out_path: Path, spec: OnnxSpec, size: int, meta: Dict
         if spec.simplify:
             model = simplify(model, spec, size)
             simplified["applied"] = True
-        model = onnx.shape_inference.infer_shapes(model)
         set_metadata(model, meta)
         make_deterministic(model, producer)
+        model = infer_shapes(model, strict=True, check=True)  # what the checker's full check does
         files = save(model, out_path)
+        if len(files) > 1:  # simplified past 2 GiB: the file, so the external data's location is checked too
+            onnx.checker.check_model(str(out_path))
     else:
         # Over 2 GiB, onnxsim cannot serialise the model. The exporters have already folded
         # constants (torch's do_constant_folding, paddle2onnx's optimiser); what is left to do is
         # shape inference, which needs only the graph, and moving the weights into one data file,
         # streamed tensor by tensor so they are never all in memory.
         model = set_io(model, spec)
-        model = onnx.shape_inference.infer_shapes(model)
+        model = infer_shapes(model, strict=True)
         set_metadata(model, meta)
         make_deterministic(model, producer)
         data = Path(out_path).parent / external_data_name(Path(out_path))
         relocate_external_data(model, Path(raw_path).parent, data)
         onnx.save_model(model, str(out_path))
+        onnx.checker.check_model(str(out_path))  # the file, so the external data's locations are checked too
         files = [Path(out_path), data]
         simplified = {"tool": "onnxsim", "applied": False,
                       "skipped": f"{(weight_bytes + model.ByteSize()) / 2**30:.2f} GiB is over protobuf's 2 GiB "
                                  "limit, which onnxsim needs to serialise the model; shape inference applied, "
                                  "constants were folded by the exporter"}
-    onnx.checker.check_model(str(out_path), full_check=True)
     return Canonical(files, simplified)
 
 

@@ -9,7 +9,6 @@ the file is read from a local mirror instead of the network (layout: ``zoo.fetch
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 from filelock import FileLock
 
+from zoo.cache_dir import default_cache_dir
 from zoo.fetch import _mirror
 from zoo.fetch._common import Expect, FetchError, manual_hint, one_line, sha256_file
 from zoo.fetch._http import DownloadFailed, RetryPolicy, download
@@ -97,16 +97,6 @@ def write_to_mirror(got: FetchedFile, req: FetchRequest, mirror_out: Path) -> Tu
         return dest, _mirror.write_file(got.path, got.sha256, dest)
     except OSError as e:
         raise FetchError(f"cannot write {dest} into the mirror: {one_line(e)}") from None
-
-
-def default_cache_dir() -> Path:
-    """``$ZOO_CACHE`` if set, else the platform's user cache folder / resnext-zoo."""
-    env = os.environ.get("ZOO_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return platformdirs.user_cache_path("resnext-zoo", appauthor=False)
 
 
 def _manual_name(text: str) -> str:

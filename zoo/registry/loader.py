@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Type, TypeVar
+from typing import Any, Dict, List, NamedTuple, Optional, Type, TypeVar
 
 import yaml
 from omegaconf import OmegaConf
@@ -46,6 +46,25 @@ class Registry:
     documents: Dict[str, Document]
     root: Path
     checkpoints: Dict[str, Checkpoint] = field(default_factory=dict)  # legacy checkpoint name -> its entry
+    file_digests: Dict[str, str] = field(default_factory=dict)  # variant -> digest of its file as parsed
+
+    def as_written(self, raw: Any) -> Optional[Variant]:
+        """A copy of the registry's own variant when ``raw`` (a composed ``model`` config) is its file
+        unchanged, so already validated; None when anything differs (an override of ``model.*``)."""
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if name not in self.variants or self.file_digests.get(name) != content_digest(raw):
+            return None
+        import copy
+
+        return copy.deepcopy(self.variants[name])
+
+
+def content_digest(raw: Any) -> str:
+    """A digest of parsed YAML content: equal for equal content, however the file was formatted."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
 
 
 # Aliases may add at most this many nodes to a file once expanded. The registry's own files use no
@@ -178,8 +197,28 @@ def load_registry(root: Path | None = None) -> Registry:
     return _load(Path(root or conf_dir()).resolve())
 
 
+def registry_files(root: Path) -> List[Path]:
+    """Every file the registry is read from, in load order."""
+    return [root / "documents.yaml", *sorted((root / "source").glob("*.yaml")),
+            *sorted((root / "model").glob("*.yaml"), key=_natural)]
+
+
 @lru_cache(maxsize=4)
 def _load(root: Path) -> Registry:
+    from zoo.registry import snapshot
+
+    try:
+        saved = snapshot.path_for(snapshot.fingerprint(root, registry_files(root)))
+    except OSError:  # a file vanished or cannot be read: the validating load names it
+        return _validate(root)
+    registry = snapshot.read(saved, root)
+    if registry is None:
+        registry = _validate(root)
+        snapshot.write(saved, registry)
+    return registry
+
+
+def _validate(root: Path) -> Registry:
     docs_path = root / "documents.yaml"
     raw_docs = read_yaml(docs_path) or {}
     documents = {k: typed(Document, v, docs_path, f"{k}.") for k, v in raw_docs.items()}
@@ -194,6 +233,7 @@ def _load(root: Path) -> Registry:
     model_files = sorted((root / "model").glob("*.yaml"), key=_natural)
     if not model_files:
         raise UserError(f"no variant files in {root / 'model'}")
+    digests: Dict[str, str] = {}
     for path in model_files:
         raw = read_yaml(path)
         if isinstance(raw, dict) and "size" in raw:
@@ -202,6 +242,7 @@ def _load(root: Path) -> Registry:
         _check_consistency(path, v, sources, documents)
         v.size = size_of(v.arch)  # derived here, so it always matches the architecture
         variants[v.name] = v
+        digests[v.name] = content_digest(raw)
     checkpoints: Dict[str, Checkpoint] = {}
     for v in variants.values():
         named = [(a, None) for a in v.aliases] + [(a, w) for w in v.weights for a in w.aliases]
@@ -213,4 +254,12 @@ def _load(root: Path) -> Registry:
             else:
                 checkpoints[a] = Checkpoint(v.name, w.source, w.tag)
     return Registry(variants=variants, aliases=aliases, sources=sources, documents=documents, root=root,
-                    checkpoints=checkpoints)
+                    checkpoints=checkpoints, file_digests=digests)
+
+
+def composed_variant(reg: Registry, raw: Any) -> Variant:
+    """The variant a composed ``model`` config describes (overrides of ``model.*`` included), checked
+    against the schema, with its size derived from its (possibly overridden) architecture."""
+    variant = reg.as_written(raw) or typed(Variant, raw, Path(f"model={raw.get('name')}"), "model.")
+    variant.size = size_of(variant.arch)
+    return variant

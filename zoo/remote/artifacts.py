@@ -38,7 +38,7 @@ POLL_S = 1.0
 
 def staging_root(url: str) -> Path:
     """The local folder where this machine builds (and keeps copies of) the store's artifacts."""
-    from zoo.fetch import default_cache_dir
+    from zoo.cache_dir import default_cache_dir
 
     return default_cache_dir() / "stores" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 

@@ -25,7 +25,7 @@ POLL_S = 0.5
 
 
 def local_cache(url: str) -> Path:
-    from zoo.fetch import default_cache_dir
+    from zoo.cache_dir import default_cache_dir
 
     return default_cache_dir() / "stores" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 

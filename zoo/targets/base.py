@@ -46,6 +46,9 @@ class TargetJob:
     progress: bool = True
     # framework -> the source's own network there, or None (SourceAdapter.native_network)
     native_network: Callable[[str], Optional[Dict[str, str]]] = lambda framework: None
+    # the parity sets (name -> inputs) the artifact is checked on; a target whose runtime needs a process
+    # of its own may run them in its compiler's process (Built.outputs)
+    parity_sets: Dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,9 @@ class Built:
     commands: List[str] = field(default_factory=list)  # the exact commands that build it on the vendor's machine
     checks: List[Check] = field(default_factory=list)
     info: Dict[str, Any] = field(default_factory=dict)  # target-specific facts for the manifest
+    # The artifact's outputs on each of job.parity_sets, from the files as written, where the compiler's
+    # process ran them (MindSpore: one process start instead of two); None: the pipeline runs load().
+    outputs: Optional[Dict[str, np.ndarray]] = None
 
 
 class Target(ABC):
@@ -189,6 +195,20 @@ def batches(x: np.ndarray, batch: Optional[int]) -> Sequence[tuple[np.ndarray, i
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - keep, axis=0)])
         out.append((chunk, keep))
     return out
+
+
+def stack_sets(sets: Dict[str, np.ndarray]) -> Optional[np.ndarray]:
+    """Every set in one array, for one runtime call; None when their shapes differ."""
+    arrays = list(sets.values())
+    if not arrays or len({(a.shape[1:], a.dtype) for a in arrays}) != 1:
+        return None
+    return np.concatenate(arrays)
+
+
+def split_sets(out: np.ndarray, sets: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The outputs of :func:`stack_sets`'s array, back per set."""
+    ends = np.cumsum([len(a) for a in sets.values()])
+    return dict(zip(sets, np.split(out, ends[:-1])))
 
 
 def run_static(fn: Runner, x: np.ndarray, batch: Optional[int]) -> np.ndarray:

@@ -28,7 +28,7 @@ from zoo.errors import UserError
 from zoo.registry.schema import Arch
 from zoo.config import bounds
 from zoo.targets.options import ExportOptions
-from zoo.targets.base import Built, Check, NativeSession, Runner, Target, TargetJob
+from zoo.targets.base import Built, Check, NativeSession, Runner, Target, TargetJob, split_sets, stack_sets
 from zoo.targets.mindir_worker import PATH_KEYS  # the worker module imports MindSpore only inside its commands
 
 
@@ -182,8 +182,12 @@ class MindirTarget(Target):
         version = mindspore_version()
         if version is None:
             return self._kit(job)
-        report = call_worker("export", self.export_request(job, job.state_path, job.stage / ARTIFACT), job.work,
-                             job.options.get("worker_timeout_s"))
+        request = self.export_request(job, job.state_path, job.stage / ARTIFACT)
+        stacked = stack_sets(job.parity_sets)
+        if stacked is not None:  # the worker also runs the parity sets through the file it wrote
+            request["parity_input"], request["parity_output"] = job.work / "parity-in.npy", job.work / "parity-out.npy"
+            np.save(request["parity_input"], np.ascontiguousarray(stacked, dtype=np.float32))
+        report = call_worker("export", request, job.work, job.options.get("worker_timeout_s"))
         files = [job.stage / f for f in report["files"]]
         _make_readable(files + sorted({f.parent for f in files} - {job.stage}))
         primary = job.stage / report["primary"]
@@ -192,7 +196,9 @@ class MindirTarget(Target):
                      info={"mindspore": report["mindspore"], "batch": batch_label(job.options),
                            "input_shape": report["input_shapes"][0] if report["input_shapes"] else None,
                            "size_bytes": sum(f.stat().st_size for f in files),
-                           "parameters": report["parameters"], "softmax": outputs_probs(job)})
+                           "parameters": report["parameters"], "softmax": outputs_probs(job),
+                           "worker_s": report["seconds"]},  # MindSpore's export, and its run of the parity sets
+                     outputs=split_sets(np.load(request["parity_output"]), job.parity_sets) if stacked is not None else None)
 
     def _checks(self, job: TargetJob, report: Dict[str, Any], primary: Path) -> List[Check]:
         size = primary.stat().st_size if primary.is_file() else 0
