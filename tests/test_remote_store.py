@@ -239,8 +239,9 @@ def test_a_wrong_credential_or_an_unreachable_endpoint_is_one_line_naming_the_ur
 
 
 def test_a_local_out_dir_never_imports_fsspec(tmp_path):
-    code = ("import runpy, sys; sys.argv = ['zoo', 'results', 'out_dir=.', 'format=json']\n"
-            "try:\n    runpy.run_module('zoo', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+    # cli.main, not the program (python -m zoo ends the process when the command is done, zoo.fast_exit)
+    code = ("import sys; sys.argv = ['zoo', 'results', 'out_dir=.', 'format=json']\n"
+            "from zoo.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('fsspec' in sys.modules, 's3fs' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.stdout.strip().splitlines()[-1] == "False False", proc.stdout + proc.stderr
