@@ -77,6 +77,8 @@ def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> 
 
     parser = OverridesParser.create()
     out = list(overrides)
+    targets: List[object] = []  # every target value given (a sweep's too), for keep_state
+    keep_state_given = False
     for word in overrides:
         try:
             (ov,) = parser.parse_overrides([word])
@@ -117,36 +119,29 @@ def check_overrides(overrides: List[str], flags: Optional[List[str]] = None) -> 
             out[out.index(word)] = f"{word.split('=', 1)[0]}=[{','.join(str(x) for x in items)}]"
         elif key == "hydra/launcher" and isinstance(value, str):
             _check_launcher(value)
+        elif key == "target":
+            targets.append(value)
+        keep_state_given = keep_state_given or key == "keep_state"
     # an unknown target / precision / hub / launcher and a bad format are the composition's to find
     # (check_composition), for every value of a sweep too
-    return out + _keep_state(parser, overrides, flags or [])
+    multirun = any(f in ("-m", "--multirun") for f in flags or [])
+    return out + (_keep_state(targets) if multirun and not keep_state_given else [])
 
 
-def _keep_state(parser, overrides: List[str], flags: List[str]) -> List[str]:
+def _keep_state(values: List[object]) -> List[str]:
     """``keep_state=true`` for a sweep over several targets of which one rebuilds the network from the
     source's weights (mindir): whichever job builds the canonical model keeps them, so that job need not
-    build the source model a second time. Nothing when the user set keep_state."""
+    build the source model a second time."""
     from hydra.core.override_parser.types import ChoiceSweep, Glob
 
-    if not any(f in ("-m", "--multirun") for f in flags):
-        return []
-    targets: List[str] = []
-    for word in overrides:
-        (ov,) = parser.parse_overrides([word])
-        if ov.key_or_group == "keep_state":
-            return []
-        if ov.key_or_group == "target":
-            value = ov.value()
-            from zoo.targets import target_names
+    from zoo.targets import target_class, target_names
 
-            names = value.filter(target_names()) if isinstance(value, Glob) else \
-                value.list if isinstance(value, ChoiceSweep) else [value]
-            targets += [str(n) for n in names if str(n) in target_names()]
-    if len(set(targets)) < 2:
-        return []
-    from zoo.targets import target_class
-
-    return ["keep_state=true"] if any(target_class(t).needs_state for t in set(targets)) else []
+    known = target_names()
+    names = set()
+    for value in values:
+        given = value.filter(known) if isinstance(value, Glob) else value.list if isinstance(value, ChoiceSweep) else [value]
+        names |= {str(n) for n in given if str(n) in known}
+    return ["keep_state=true"] if len(names) > 1 and any(target_class(t).needs_state for t in names) else []
 
 
 def _pin_checkpoint(cp: Optional[Checkpoint], name: str, overrides: List[str]) -> List[str]:

@@ -198,9 +198,16 @@ def load_registry(root: Path | None = None) -> Registry:
 
 
 def registry_files(root: Path) -> List[Path]:
-    """Every file the registry is read from, in load order."""
-    return [root / "documents.yaml", *sorted((root / "source").glob("*.yaml")),
-            *sorted((root / "model").glob("*.yaml"), key=_natural)]
+    """Every file the registry is read from, in load order (what a snapshot's fingerprint covers)."""
+    return [root / "documents.yaml", *_source_files(root), *_model_files(root)]
+
+
+def _source_files(root: Path) -> List[Path]:
+    return sorted((root / "source").glob("*.yaml"))
+
+
+def _model_files(root: Path) -> List[Path]:
+    return sorted((root / "model").glob("*.yaml"), key=_natural)
 
 
 @lru_cache(maxsize=4)
@@ -224,13 +231,13 @@ def _validate(root: Path) -> Registry:
     documents = {k: typed(Document, v, docs_path, f"{k}.") for k, v in raw_docs.items()}
 
     sources: Dict[str, Source] = {}
-    for path in sorted((root / "source").glob("*.yaml")):
+    for path in _source_files(root):
         src = typed(Source, read_yaml(path), path)
         sources[path.stem] = src
 
     variants: Dict[str, Variant] = {}
     aliases: Dict[str, str] = {}
-    model_files = sorted((root / "model").glob("*.yaml"), key=_natural)
+    model_files = _model_files(root)
     if not model_files:
         raise UserError(f"no variant files in {root / 'model'}")
     digests: Dict[str, str] = {}

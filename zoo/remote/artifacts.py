@@ -17,7 +17,6 @@ folders it chose in the store. ``validate``, ``bench`` and ``publish`` download 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import os
 import shutil
@@ -38,9 +37,9 @@ POLL_S = 1.0
 
 def staging_root(url: str) -> Path:
     """The local folder where this machine builds (and keeps copies of) the store's artifacts."""
-    from zoo.cache_dir import default_cache_dir
+    from zoo.cache_dir import store_folder
 
-    return default_cache_dir() / "stores" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    return store_folder(url)
 
 
 def location(req: Any) -> Location:

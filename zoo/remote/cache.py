@@ -11,23 +11,17 @@ store: one download from the origin however many machines ask.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
+from zoo.cache_dir import store_folder
 from zoo.remote.lease import Lease
 from zoo.remote.location import Location, open_location
 
 POLL_S = 0.5
-
-
-def local_cache(url: str) -> Path:
-    from zoo.cache_dir import default_cache_dir
-
-    return default_cache_dir() / "stores" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
 
 def fetch_shared(req: Any, url: str, endpoint: Optional[str], offline: bool, progress: bool, retry: Any,
@@ -37,7 +31,7 @@ def fetch_shared(req: Any, url: str, endpoint: Optional[str], offline: bool, pro
     from zoo.fetch._store import Store
 
     loc = open_location(url, "cache_dir", endpoint)
-    here = local_cache(url)
+    here = store_folder(url)  # this machine's cache in front of the shared one
     origin = origin_of(req)
     key = Store.key(origin)
     local = _local_hit(req, here)
